@@ -1,0 +1,31 @@
+//! Layered settings: built-in defaults < optional file < environment.
+
+use serde::de::DeserializeOwned;
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(#[from] config::ConfigError);
+
+/// Loads `T` from its serde defaults, then the TOML file named by `CONFIG_FILE` (or
+/// `config/<service>.toml` when present), then the process environment (`PORT`, `REDIS_URL`,
+/// ... map to the fields `port`, `redis_url`, ...). Empty variables count as unset.
+pub fn load<T: DeserializeOwned>(service: &str) -> Result<T, SettingsError> {
+    let file = std::env::var("CONFIG_FILE").unwrap_or_else(|_| format!("config/{service}.toml"));
+    let env = config::Environment::default()
+        .try_parsing(true)
+        .ignore_empty(true)
+        .source(Some(
+            std::env::vars()
+                .filter(|(k, _)| {
+                    k.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                })
+                .collect(),
+        ));
+    let settings = config::Config::builder()
+        .add_source(config::File::with_name(&file).required(false))
+        .add_source(env)
+        .build()?;
+    Ok(settings.try_deserialize()?)
+}

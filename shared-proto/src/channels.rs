@@ -1,0 +1,111 @@
+//! Redis pub/sub channel names and the events gateway instances exchange over them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::comment::Comment;
+use crate::ids::RoomId;
+
+/// Default prefix of every channel the gateway uses.
+pub const DEFAULT_CHANNEL_PREFIX: &str = "comments:";
+
+/// Channel naming shared by all gateway instances: `{prefix}room:{room}` per room and
+/// `{prefix}notice` for admin notices to every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channels {
+    prefix: String,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self::new(DEFAULT_CHANNEL_PREFIX)
+    }
+}
+
+impl Channels {
+    /// Channel names under `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The channel carrying one room's events.
+    pub fn room(&self, room: &RoomId) -> String {
+        format!("{}room:{}", self.prefix, room)
+    }
+
+    /// The channel carrying notices for every connection.
+    pub fn notice(&self) -> String {
+        format!("{}notice", self.prefix)
+    }
+
+    /// The room a room channel belongs to, if `channel` is one.
+    pub fn room_of(&self, channel: &str) -> Option<RoomId> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix("room:")?;
+        RoomId::parse(rest).ok()
+    }
+}
+
+/// One event on a gateway channel. `origin` is the publishing instance, so it can skip its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusEvent {
+    /// A comment was stored.
+    Comment {
+        /// Publishing instance.
+        origin: String,
+        /// The stored comment.
+        comment: Comment,
+    },
+    /// A comment was deleted.
+    Deleted {
+        /// Publishing instance.
+        origin: String,
+        /// Its room.
+        room: RoomId,
+        /// The deleted comment's id.
+        id: String,
+    },
+    /// An admin notice, for one room or (without `room`) for everyone.
+    Notice {
+        /// Publishing instance.
+        origin: String,
+        /// The notice text.
+        text: String,
+        /// Only subscribers of this room, when set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomId>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        let channels = Channels::default();
+        let room = RoomId::parse("42").expect("valid");
+        assert_eq!(channels.room(&room), "comments:room:42");
+        assert_eq!(channels.notice(), "comments:notice");
+        assert_eq!(channels.room_of("comments:room:42"), Some(room));
+        assert_eq!(channels.room_of("comments:notice"), None);
+        assert_eq!(channels.room_of("other:room:42"), None);
+        assert_eq!(Channels::new("t1:").room(&RoomId::index()), "t1:room:index");
+    }
+
+    #[test]
+    fn bus_event_shape() {
+        let event = BusEvent::Deleted {
+            origin: "gw-1".into(),
+            room: RoomId::index(),
+            id: "c1".into(),
+        };
+        let json = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(json["kind"], "deleted");
+        assert_eq!(
+            serde_json::from_value::<BusEvent>(json).expect("parses"),
+            event
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Comments and their text rule.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
+use crate::ids::RoomId;
+
+/// Most Unicode code points a comment's text may have after trimming.
+pub const MAX_COMMENT_CHARS: usize = 2000;
+
+/// Who wrote a comment: `{"id": username, "name": full name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    /// The author's username.
+    pub id: String,
+    /// The author's full name at the time of writing.
+    pub name: String,
+}
+
+/// A stored comment as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Comment {
+    /// Opaque unique id.
+    pub id: String,
+    /// Position in its room; grows strictly in storage order.
+    pub seq: u64,
+    /// The room it belongs to.
+    pub room: RoomId,
+    /// Who wrote it.
+    pub author: Author,
+    /// Plain text, trimmed, unescaped.
+    pub text: String,
+    /// RFC 3339 UTC with milliseconds.
+    pub created_at: String,
+}
+
+/// Why a comment text was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CommentTextError {
+    /// Nothing left after trimming.
+    #[error("text must not be empty")]
+    Empty,
+    /// Over [`MAX_COMMENT_CHARS`] code points after trimming.
+    #[error("text must be at most {MAX_COMMENT_CHARS} characters, got {0}")]
+    TooLong(usize),
+}
+
+impl CommentTextError {
+    /// The protocol error code: `bad_request` for empty, `too_large` for too long.
+    pub fn code(self) -> ErrorCode {
+        match self {
+            CommentTextError::Empty => ErrorCode::BadRequest,
+            CommentTextError::TooLong(_) => ErrorCode::TooLarge,
+        }
+    }
+}
+
+/// A comment's text: trimmed, then 1..=2000 Unicode code points.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommentText(String);
+
+impl CommentText {
+    /// Trims `raw` and checks its length.
+    pub fn parse(raw: &str) -> Result<Self, CommentTextError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(CommentTextError::Empty);
+        }
+        let chars = trimmed.chars().count();
+        if chars > MAX_COMMENT_CHARS {
+            return Err(CommentTextError::TooLong(chars));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for CommentText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_and_counts_code_points() {
+        assert_eq!(CommentText::parse("  hi \n").expect("valid").as_str(), "hi");
+        assert_eq!(CommentText::parse(" \t\n "), Err(CommentTextError::Empty));
+        assert_eq!(CommentText::parse(""), Err(CommentTextError::Empty));
+        let cyrillic = "ж".repeat(2000);
+        assert!(
+            CommentText::parse(&cyrillic).is_ok(),
+            "2000 two-byte chars are fine"
+        );
+        assert_eq!(
+            CommentText::parse(&"a".repeat(2001)),
+            Err(CommentTextError::TooLong(2001))
+        );
+        assert!(CommentText::parse(&format!("  {}  ", "a".repeat(2000))).is_ok());
+        assert_eq!(CommentTextError::Empty.code(), ErrorCode::BadRequest);
+        assert_eq!(CommentTextError::TooLong(1).code(), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn keeps_markup_as_plain_text() {
+        let text = CommentText::parse("<script>alert(1)</script>").expect("valid");
+        assert_eq!(text.as_str(), "<script>alert(1)</script>");
+    }
+
+    #[test]
+    fn comment_shape() {
+        let json = serde_json::json!({
+            "id": "abc", "seq": 3, "room": "index",
+            "author": {"id": "JD", "name": "John Doe"},
+            "text": "hello", "createdAt": "2026-11-22T21:00:00.000Z"
+        });
+        let comment: Comment = serde_json::from_value(json.clone()).expect("parses");
+        assert_eq!(comment.seq, 3);
+        assert_eq!(serde_json::to_value(&comment).expect("serializes"), json);
+        let mut bad = json;
+        bad["room"] = serde_json::json!("a/b");
+        assert!(serde_json::from_value::<Comment>(bad).is_err());
+    }
+}

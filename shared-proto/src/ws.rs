@@ -1,0 +1,734 @@
+//! The gateway's WebSocket protocol: one JSON message per text frame,
+//! `{"type": "<snake_case>", "ref": <optional, echoed>, "payload": {...}}`.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::auth::Role;
+use crate::comment::{Comment, CommentText};
+use crate::error::ErrorCode;
+use crate::ids::{ClientId, RoomId};
+
+/// Frames longer than this close the connection with 1009.
+pub const MAX_FRAME_BYTES: usize = 65_536;
+/// Rooms one connection may be subscribed to at once.
+pub const MAX_ROOMS_PER_CONNECTION: usize = 50;
+/// Default page size of `subscribe` (without `since`) and `history`.
+pub const DEFAULT_PAGE_LIMIT: u32 = 50;
+/// Largest `limit` accepted.
+pub const MAX_PAGE_LIMIT: u32 = 200;
+/// Most comments one `subscribe` with `since` returns.
+pub const MAX_SINCE_BATCH: usize = 500;
+/// Longest accepted string `ref`.
+pub const MAX_REF_LEN: usize = 128;
+
+/// A client-chosen request reference, echoed in the reply: a string or an integer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Ref {
+    /// A string reference.
+    Text(String),
+    /// An integer reference.
+    Number(i64),
+}
+
+impl From<&str> for Ref {
+    fn from(value: &str) -> Self {
+        Ref::Text(value.to_owned())
+    }
+}
+
+// ---------------------------------------------------------------- client -> server
+
+/// `subscribe {room, since?, limit?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subscribe {
+    /// The room.
+    pub room: RoomId,
+    /// Resume after this `seq`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// Latest N (1..=200) when `since` is absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `unsubscribe {room}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomOnly {
+    /// The room.
+    pub room: RoomId,
+}
+
+/// `post {room, text, clientId?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Post {
+    /// The room.
+    pub room: RoomId,
+    /// Trimmed text.
+    #[serde(serialize_with = "serialize_text")]
+    pub text: CommentText,
+    /// Idempotency key, scoped to the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<ClientId>,
+}
+
+fn serialize_text<S: serde::Serializer>(text: &CommentText, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(text.as_str())
+}
+
+/// `delete {room, id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delete {
+    /// The room.
+    pub room: RoomId,
+    /// The comment's id.
+    pub id: String,
+}
+
+/// `history {room, before, limit?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct History {
+    /// The room.
+    pub room: RoomId,
+    /// Comments with a `seq` below this.
+    pub before: u64,
+    /// Newest N (1..=200, default 50).
+    pub limit: u32,
+}
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Join a room and get its backlog.
+    Subscribe(Subscribe),
+    /// Leave a room.
+    Unsubscribe(RoomOnly),
+    /// Write a comment.
+    Post(Post),
+    /// Delete a comment.
+    Delete(Delete),
+    /// Page back through a room.
+    History(History),
+    /// Application-level ping.
+    Ping(Empty),
+}
+
+/// An empty payload, `{}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// A decoded client frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientFrame {
+    /// Echoed in the reply.
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Ref>,
+    /// The request.
+    #[serde(flatten)]
+    pub message: ClientMessage,
+}
+
+/// Why a client frame was refused; the connection stays open and gets `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct DecodeError {
+    /// The frame's `ref`, when it could be read.
+    pub reference: Option<Ref>,
+    /// `bad_request` or `too_large`.
+    pub code: ErrorCode,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl DecodeError {
+    fn bad(reference: Option<Ref>, message: impl Into<String>) -> Self {
+        Self {
+            reference,
+            code: ErrorCode::BadRequest,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscribe {
+    room: RoomId,
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPost {
+    room: RoomId,
+    text: String,
+    #[serde(default)]
+    client_id: Option<ClientId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    room: RoomId,
+    before: u64,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Checks a page `limit`: absent means the default; otherwise 1..=200.
+pub fn page_limit(limit: Option<u32>) -> Result<u32, String> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_LIMIT),
+        Some(n) if (1..=MAX_PAGE_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(format!(
+            "limit must be between 1 and {MAX_PAGE_LIMIT}, got {n}"
+        )),
+    }
+}
+
+fn payload<T: DeserializeOwned>(
+    kind: &str,
+    payload: Value,
+    reference: &Option<Ref>,
+) -> Result<T, DecodeError> {
+    serde_json::from_value(payload)
+        .map_err(|e| DecodeError::bad(reference.clone(), format!("invalid {kind} payload: {e}")))
+}
+
+fn read_ref(object: &mut Map<String, Value>) -> Result<Option<Ref>, DecodeError> {
+    match object.remove("ref") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= MAX_REF_LEN => Ok(Some(Ref::Text(s))),
+        Some(Value::String(_)) => Err(DecodeError::bad(
+            None,
+            format!("ref must be at most {MAX_REF_LEN} characters"),
+        )),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(|n| Some(Ref::Number(n)))
+            .ok_or_else(|| DecodeError::bad(None, "ref must be a string or an integer")),
+        Some(_) => Err(DecodeError::bad(None, "ref must be a string or an integer")),
+    }
+}
+
+impl ClientFrame {
+    /// Builds a frame.
+    pub fn new(message: ClientMessage) -> Self {
+        Self {
+            reference: None,
+            message,
+        }
+    }
+
+    /// The same frame with a `ref`.
+    pub fn with_ref(mut self, reference: impl Into<Ref>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    /// Encodes the frame as JSON text.
+    pub fn encode(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes and validates one text frame.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| DecodeError::bad(None, format!("malformed JSON: {e}")))?;
+        let Value::Object(mut object) = value else {
+            return Err(DecodeError::bad(None, "a frame must be a JSON object"));
+        };
+        let reference = read_ref(&mut object)?;
+        let kind = match object.remove("type") {
+            Some(Value::String(kind)) => kind,
+            Some(_) => return Err(DecodeError::bad(reference, "type must be a string")),
+            None => return Err(DecodeError::bad(reference, "missing type")),
+        };
+        let body = match object.remove("payload") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(body @ Value::Object(_)) => body,
+            Some(_) => return Err(DecodeError::bad(reference, "payload must be an object")),
+        };
+        if let Some(extra) = object.keys().next() {
+            return Err(DecodeError::bad(
+                reference,
+                format!("unknown field '{extra}'"),
+            ));
+        }
+        let message = match kind.as_str() {
+            "subscribe" => {
+                let raw: RawSubscribe = payload(&kind, body, &reference)?;
+                let limit = if raw.since.is_some() {
+                    None
+                } else {
+                    Some(
+                        page_limit(raw.limit)
+                            .map_err(|m| DecodeError::bad(reference.clone(), m))?,
+                    )
+                };
+                ClientMessage::Subscribe(Subscribe {
+                    room: raw.room,
+                    since: raw.since,
+                    limit,
+                })
+            }
+            "unsubscribe" => ClientMessage::Unsubscribe(payload(&kind, body, &reference)?),
+            "post" => {
+                let raw: RawPost = payload(&kind, body, &reference)?;
+                let text = CommentText::parse(&raw.text).map_err(|e| DecodeError {
+                    reference: reference.clone(),
+                    code: e.code(),
+                    message: e.to_string(),
+                })?;
+                ClientMessage::Post(Post {
+                    room: raw.room,
+                    text,
+                    client_id: raw.client_id,
+                })
+            }
+            "delete" => {
+                let delete: Delete = payload(&kind, body, &reference)?;
+                if delete.id.is_empty() || delete.id.len() > 128 {
+                    return Err(DecodeError::bad(reference, "id must be 1..128 characters"));
+                }
+                ClientMessage::Delete(delete)
+            }
+            "history" => {
+                let raw: RawHistory = payload(&kind, body, &reference)?;
+                let limit =
+                    page_limit(raw.limit).map_err(|m| DecodeError::bad(reference.clone(), m))?;
+                ClientMessage::History(History {
+                    room: raw.room,
+                    before: raw.before,
+                    limit,
+                })
+            }
+            "ping" => ClientMessage::Ping(Empty {}),
+            other => {
+                let shown: String = other.chars().take(32).collect();
+                return Err(DecodeError::bad(
+                    reference,
+                    format!("unknown type '{shown}'"),
+                ));
+            }
+        };
+        Ok(Self { reference, message })
+    }
+}
+
+// ---------------------------------------------------------------- server -> client
+
+/// The connection's user in `welcome`: `{id, name, role}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// Username.
+    pub id: String,
+    /// Full name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// `welcome {connectionId, user, heartbeatMs}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Welcome {
+    /// This connection's id.
+    pub connection_id: String,
+    /// The signed-in user, or null when anonymous.
+    pub user: Option<UserInfo>,
+    /// How often the server pings.
+    pub heartbeat_ms: u64,
+}
+
+/// `subscribed {room, comments, truncated}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribed {
+    /// The room.
+    pub room: RoomId,
+    /// Backlog, oldest first.
+    pub comments: Vec<Comment>,
+    /// More exist beyond what was sent.
+    pub truncated: bool,
+}
+
+/// `ack {comment}` (after a post) or `ack {id}` (after a delete).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Ack {
+    /// The stored comment.
+    Posted {
+        /// The comment.
+        comment: Comment,
+    },
+    /// The deleted comment's id.
+    Deleted {
+        /// The id.
+        id: String,
+    },
+}
+
+/// `comment_deleted {room, id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentDeleted {
+    /// The room.
+    pub room: RoomId,
+    /// The deleted comment's id.
+    pub id: String,
+}
+
+/// `history {room, comments, more}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// The room.
+    pub room: RoomId,
+    /// Oldest first.
+    pub comments: Vec<Comment>,
+    /// Older ones exist.
+    pub more: bool,
+}
+
+/// `notice {text, from: "admin", room?}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// The notice.
+    pub text: String,
+    /// Always `admin`.
+    pub from: String,
+    /// The room it was sent to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomId>,
+}
+
+/// `error {code, message}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorPayload {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First message on every connection.
+    Welcome(Welcome),
+    /// Reply to `subscribe`.
+    Subscribed(Subscribed),
+    /// Reply to `unsubscribe`.
+    Unsubscribed(RoomOnly),
+    /// Reply to `post` and `delete`.
+    Ack(Ack),
+    /// A live comment.
+    Comment(Comment),
+    /// A comment was deleted.
+    CommentDeleted(CommentDeleted),
+    /// Reply to `history`.
+    History(HistoryPage),
+    /// Reply to `ping`.
+    Pong(Empty),
+    /// Admin broadcast.
+    Notice(Notice),
+    /// Something went wrong.
+    Error(ErrorPayload),
+}
+
+/// A server frame: a message and the `ref` of the request it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerFrame {
+    /// The request's `ref`.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<Ref>,
+    /// The message.
+    #[serde(flatten)]
+    pub message: ServerMessage,
+}
+
+impl ServerFrame {
+    /// A frame answering the request `reference`.
+    pub fn reply(reference: Option<Ref>, message: ServerMessage) -> Self {
+        Self { reference, message }
+    }
+
+    /// An unasked frame.
+    pub fn push(message: ServerMessage) -> Self {
+        Self {
+            reference: None,
+            message,
+        }
+    }
+
+    /// An `error` frame.
+    pub fn error(reference: Option<Ref>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::reply(
+            reference,
+            ServerMessage::Error(ErrorPayload {
+                code,
+                message: message.into(),
+            }),
+        )
+    }
+
+    /// Encodes the frame as JSON text.
+    pub fn encode(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes a server frame (for clients and tests).
+    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The wire `type` of this frame.
+    pub fn kind(&self) -> &'static str {
+        match &self.message {
+            ServerMessage::Welcome(_) => "welcome",
+            ServerMessage::Subscribed(_) => "subscribed",
+            ServerMessage::Unsubscribed(_) => "unsubscribed",
+            ServerMessage::Ack(_) => "ack",
+            ServerMessage::Comment(_) => "comment",
+            ServerMessage::CommentDeleted(_) => "comment_deleted",
+            ServerMessage::History(_) => "history",
+            ServerMessage::Pong(_) => "pong",
+            ServerMessage::Notice(_) => "notice",
+            ServerMessage::Error(_) => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::comment::Author;
+
+    fn decode(value: Value) -> Result<ClientFrame, DecodeError> {
+        ClientFrame::decode(&value.to_string())
+    }
+
+    fn sample_comment() -> Comment {
+        Comment {
+            id: "c1".into(),
+            seq: 7,
+            room: RoomId::parse("1").expect("valid"),
+            author: Author {
+                id: "JD".into(),
+                name: "John".into(),
+            },
+            text: "<b>hi</b>".into(),
+            created_at: "2026-11-22T21:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn subscribe_shapes() {
+        let frame = decode(json!({"type": "subscribe", "ref": "r1", "payload": {"room": "index"}}))
+            .expect("valid");
+        assert_eq!(frame.reference, Some(Ref::Text("r1".into())));
+        let ClientMessage::Subscribe(sub) = frame.message else {
+            panic!("not a subscribe")
+        };
+        assert_eq!(
+            (sub.room.as_str(), sub.since, sub.limit),
+            ("index", None, Some(50))
+        );
+
+        let frame = decode(
+            json!({"type": "subscribe", "payload": {"room": "1", "since": 5, "limit": 999}}),
+        )
+        .expect("limit is ignored with since");
+        assert!(matches!(
+            frame.message,
+            ClientMessage::Subscribe(Subscribe {
+                since: Some(5),
+                limit: None,
+                ..
+            })
+        ));
+
+        for limit in [0, 201] {
+            let err = decode(
+                json!({"type": "subscribe", "ref": 3, "payload": {"room": "1", "limit": limit}}),
+            )
+            .expect_err("out of range");
+            assert_eq!(err.code, ErrorCode::BadRequest);
+            assert_eq!(err.reference, Some(Ref::Number(3)));
+        }
+    }
+
+    #[test]
+    fn post_text_rules() {
+        let frame = decode(
+            json!({"type": "post", "payload": {"room": "1", "text": "  hi  ", "clientId": "k1"}}),
+        )
+        .expect("valid");
+        let ClientMessage::Post(post) = frame.message else {
+            panic!("not a post")
+        };
+        assert_eq!(post.text.as_str(), "hi");
+        assert_eq!(post.client_id.map(String::from), Some("k1".to_owned()));
+
+        let empty =
+            decode(json!({"type": "post", "ref": "x", "payload": {"room": "1", "text": "   "}}))
+                .expect_err("empty");
+        assert_eq!(
+            (empty.code, empty.reference),
+            (ErrorCode::BadRequest, Some(Ref::Text("x".into())))
+        );
+        let long =
+            decode(json!({"type": "post", "payload": {"room": "1", "text": "a".repeat(2001)}}))
+                .expect_err("too long");
+        assert_eq!(long.code, ErrorCode::TooLarge);
+        assert!(
+            decode(json!({"type": "post", "payload": {"room": "1", "text": "a".repeat(2000)}}))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_frames() {
+        let cases = [
+            "not json".to_owned(),
+            "[]".to_owned(),
+            "\"ping\"".to_owned(),
+            json!({"payload": {}}).to_string(),
+            json!({"type": 5}).to_string(),
+            json!({"type": "shout", "payload": {}}).to_string(),
+            json!({"type": "ping", "payload": []}).to_string(),
+            json!({"type": "subscribe", "payload": {}}).to_string(),
+            json!({"type": "subscribe", "payload": {"room": "a/b"}}).to_string(),
+            json!({"type": "subscribe", "payload": {"room": "a".repeat(65)}}).to_string(),
+            json!({"type": "subscribe", "payload": {"room": ""}}).to_string(),
+            json!({"type": "subscribe", "payload": {"room": 1}}).to_string(),
+            json!({"type": "subscribe", "payload": {"room": "1", "since": -1}}).to_string(),
+            json!({"type": "subscribe", "payload": {"room": "1", "since": "3"}}).to_string(),
+            json!({"type": "post", "payload": {"room": "1"}}).to_string(),
+            json!({"type": "post", "payload": {"room": "1", "text": 5}}).to_string(),
+            json!({"type": "post", "payload": {"room": "1", "text": "x", "clientId": ""}})
+                .to_string(),
+            json!({"type": "delete", "payload": {"room": "1"}}).to_string(),
+            json!({"type": "delete", "payload": {"room": "1", "id": ""}}).to_string(),
+            json!({"type": "history", "payload": {"room": "1"}}).to_string(),
+            json!({"type": "history", "payload": {"room": "1", "before": 5, "limit": 0}})
+                .to_string(),
+            json!({"type": "ping", "ref": {"a": 1}}).to_string(),
+            json!({"type": "ping", "ref": "r".repeat(200)}).to_string(),
+            json!({"type": "ping", "extra": 1}).to_string(),
+        ];
+        for case in cases {
+            let err = ClientFrame::decode(&case).expect_err(&case);
+            assert_eq!(err.code, ErrorCode::BadRequest, "{case}");
+        }
+    }
+
+    #[test]
+    fn ping_with_or_without_payload() {
+        for frame in [
+            json!({"type": "ping"}),
+            json!({"type": "ping", "payload": {}}),
+        ] {
+            assert_eq!(
+                decode(frame).expect("valid").message,
+                ClientMessage::Ping(Empty {})
+            );
+        }
+    }
+
+    #[test]
+    fn client_frames_round_trip() {
+        let frames = [
+            json!({"type": "subscribe", "ref": "a", "payload": {"room": "1", "since": 4}}),
+            json!({"type": "unsubscribe", "payload": {"room": "index"}}),
+            json!({"type": "post", "ref": 9, "payload": {"room": "1", "text": "hi", "clientId": "c-1"}}),
+            json!({"type": "delete", "payload": {"room": "1", "id": "abc"}}),
+            json!({"type": "history", "payload": {"room": "1", "before": 10, "limit": 20}}),
+            json!({"type": "ping", "payload": {}}),
+        ];
+        for json in frames {
+            let frame = decode(json.clone()).expect("valid");
+            let encoded: Value = serde_json::from_str(&frame.encode()).expect("json");
+            assert_eq!(encoded, json);
+        }
+    }
+
+    #[test]
+    fn server_frames_have_contract_shapes() {
+        let comment = sample_comment();
+        let cases = [
+            (
+                ServerFrame::push(ServerMessage::Welcome(Welcome {
+                    connection_id: "k".into(),
+                    user: None,
+                    heartbeat_ms: 15000,
+                })),
+                json!({"type": "welcome", "payload": {"connectionId": "k", "user": null, "heartbeatMs": 15000}}),
+            ),
+            (
+                ServerFrame::reply(
+                    Some("r".into()),
+                    ServerMessage::Ack(Ack::Posted {
+                        comment: comment.clone(),
+                    }),
+                ),
+                json!({"type": "ack", "ref": "r", "payload": {"comment": serde_json::to_value(&comment).expect("json")}}),
+            ),
+            (
+                ServerFrame::reply(None, ServerMessage::Ack(Ack::Deleted { id: "c1".into() })),
+                json!({"type": "ack", "payload": {"id": "c1"}}),
+            ),
+            (
+                ServerFrame::push(ServerMessage::Pong(Empty {})),
+                json!({"type": "pong", "payload": {}}),
+            ),
+            (
+                ServerFrame::push(ServerMessage::Notice(Notice {
+                    text: "hi".into(),
+                    from: "admin".into(),
+                    room: None,
+                })),
+                json!({"type": "notice", "payload": {"text": "hi", "from": "admin"}}),
+            ),
+            (
+                ServerFrame::error(
+                    Some(Ref::Number(2)),
+                    ErrorCode::NotSubscribed,
+                    "subscribe first",
+                ),
+                json!({"type": "error", "ref": 2, "payload": {"code": "not_subscribed", "message": "subscribe first"}}),
+            ),
+            (
+                ServerFrame::push(ServerMessage::CommentDeleted(CommentDeleted {
+                    room: RoomId::index(),
+                    id: "c1".into(),
+                })),
+                json!({"type": "comment_deleted", "payload": {"room": "index", "id": "c1"}}),
+            ),
+        ];
+        for (frame, expected) in cases {
+            let text = frame.encode();
+            assert_eq!(
+                serde_json::from_str::<Value>(&text).expect("json"),
+                expected
+            );
+            assert_eq!(ServerFrame::decode(&text).expect("decodes"), frame);
+        }
+        let comment_frame = ServerFrame::push(ServerMessage::Comment(comment));
+        assert_eq!(comment_frame.kind(), "comment");
+        assert_eq!(
+            ServerFrame::decode(&comment_frame.encode()).expect("decodes"),
+            comment_frame
+        );
+    }
+}
