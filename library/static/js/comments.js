@@ -477,6 +477,8 @@ export class DomView {
     this.textarea = this.form ? this.form.querySelector('textarea[name="text"], textarea') : null;
     this.button = this.form ? this.form.querySelector('button[type="submit"], button:not([type]), input[type="submit"]') : null;
     this.username = root.dataset.username || '';
+    // The template renders the form hidden (it needs JS); show it to signed-in users.
+    if (this.form && this.username) this.form.hidden = false;
     this.setState('connecting');
   }
 
@@ -507,6 +509,9 @@ export class DomView {
 
   initialComments() {
     const out = [];
+    // The template may also say the highest seq it rendered (data-last-seq).
+    const lastSeq = parseSeq(this.root.dataset.lastSeq);
+    if (lastSeq) out.push({ id: '', seq: lastSeq });
     for (const el of this.items()) {
       const seq = parseSeq(el.dataset.seq);
       out.push({ id: el.dataset.id || '', seq });
@@ -522,6 +527,12 @@ export class DomView {
     this.state.classList.add(state);
     this.state.textContent = labels[state] || state;
     this.root.dataset.state = state;
+    if (state === 'live' && this.root.dataset.available === 'false') {
+      // The page rendered without the gateway; the live connection has the comments now.
+      const status = this.root.querySelector('.comments-status');
+      if (status) status.textContent = '';
+      this.root.dataset.available = 'true';
+    }
   }
 
   addComment(c, own) {
@@ -533,8 +544,10 @@ export class DomView {
     el.dataset.author = c.author?.id ?? '';
     const meta = this.doc.createElement('div');
     meta.className = 'comment-meta';
-    const author = this.doc.createElement('span');
+    const authorId = c.author?.id ?? '';
+    const author = this.doc.createElement(authorId ? 'a' : 'span');
     author.className = 'comment-author';
+    if (authorId) author.href = `/view/user/profile/${encodeURIComponent(authorId)}`;
     author.textContent = c.author?.name || c.author?.id || '';
     const time = this.doc.createElement('time');
     time.className = 'comment-time';
@@ -607,7 +620,7 @@ export class DomView {
   setSignedOut() {
     this.username = '';
     if (this.form) this.form.hidden = true;
-    if (!this.root.querySelector('.comment-signin')) {
+    if (!this.root.querySelector('.comment-signin, .comments-hint')) {
       const p = this.doc.createElement('p');
       p.className = 'comment-signin';
       const a = this.doc.createElement('a');

@@ -1,0 +1,248 @@
+// Starts the real stack for the end-to-end test: a private redis-server and SecantusDB (or
+// nothing, in embedded mode) and the three service binaries built by cargo, each on a free port.
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const E2E_DIR = path.join(REPO, 'e2e');
+export const RESULTS_DIR = path.join(E2E_DIR, 'test-results');
+export const SCREENSHOT_DIR = path.join(E2E_DIR, 'screenshots');
+export const BINARIES = ['counter', 'library', 'comments-gateway'];
+
+/** Where cargo put the binaries: $CARGO_TARGET_DIR (or target/) / $E2E_PROFILE (default debug). */
+export function binaryPaths() {
+  const targetDir = process.env.CARGO_TARGET_DIR
+    ? path.resolve(REPO, process.env.CARGO_TARGET_DIR)
+    : path.join(REPO, 'target');
+  const profile = process.env.E2E_PROFILE || 'debug';
+  const paths = Object.fromEntries(BINARIES.map((b) => [b, path.join(targetDir, profile, b)]));
+  const missing = Object.values(paths).filter((p) => !existsSync(p));
+  return { paths, missing };
+}
+
+export function secantusPath() {
+  const venv = process.env.SECANTUS_VENV || path.join(os.homedir(), '.cache', 'secantus-venv');
+  return path.join(venv, 'bin', 'secantusd-py');
+}
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function portOpen(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** A child process whose output goes to a log file under e2e/test-results/. */
+class Proc {
+  constructor(name, cmd, args, { env = {}, cwd = REPO, logDir }) {
+    this.name = name;
+    this.logPath = path.join(logDir, `${name}.log`);
+    const log = createWriteStream(this.logPath);
+    this.child = spawn(cmd, args, {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child.stdout.pipe(log);
+    this.child.stderr.pipe(log);
+    this.exited = null;
+    this.exitPromise = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        this.exited = { code, signal };
+        resolve(this.exited);
+      });
+      this.child.once('error', (err) => {
+        this.exited = { code: null, signal: null, error: String(err) };
+        resolve(this.exited);
+      });
+    });
+  }
+
+  logTail(lines = 40) {
+    try {
+      return readFileSync(this.logPath, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  async stop(graceMs = 5000) {
+    if (this.exited) return this.exited;
+    this.child.kill('SIGTERM');
+    const t = await Promise.race([this.exitPromise, sleep(graceMs).then(() => null)]);
+    if (t) return t;
+    this.child.kill('SIGKILL');
+    return this.exitPromise;
+  }
+}
+
+async function waitFor(what, proc, check, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    if (proc.exited) {
+      throw new Error(`${proc.name} exited early (${JSON.stringify(proc.exited)}) while waiting for ${what}:\n${proc.logTail()}`);
+    }
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = String(err);
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${last}:\n${proc.logTail()}`);
+}
+
+async function httpOk(url) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  return res.status === 200;
+}
+
+/**
+ * Starts everything. mode 'servers': private redis-server + SecantusDB, MONGO_URL/REDIS_URL set;
+ * mode 'embedded': neither, the services use their embedded stores (and load the demo data).
+ */
+export async function startStack({ mode = 'servers', label = mode } = {}) {
+  const { paths, missing } = binaryPaths();
+  if (missing.length) throw new Error(`missing binaries: ${missing.join(', ')}`);
+  const logDir = path.join(RESULTS_DIR, label);
+  mkdirSync(logDir, { recursive: true });
+  const tmp = mkdtempSync(path.join(os.tmpdir(), `library-e2e-${label}-`));
+  const procs = [];
+  const stack = {
+    mode,
+    procs,
+    tmp,
+    logDir,
+    async stop() {
+      // services first (they drain), then the stores
+      for (const p of [...procs].reverse()) await p.stop();
+      rmSync(tmp, { recursive: true, force: true });
+    },
+    logs() {
+      return procs.map((p) => `----- ${p.name} (${p.logPath})\n${p.logTail(30)}`).join('\n');
+    },
+  };
+  try {
+    const common = { RUST_LOG: process.env.E2E_RUST_LOG || 'info', LOG_FORMAT: 'pretty', NO_COLOR: '1' };
+    const secret = randomBytes(32).toString('hex');
+    let redisUrl = '';
+    let mongoBase = '';
+    if (mode === 'servers') {
+      const redisPort = await freePort();
+      const redis = new Proc('redis', 'redis-server', [
+        '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+      ], { logDir });
+      procs.push(redis);
+      const mongoPort = await freePort();
+      const mongo = new Proc('secantusdb', secantusPath(), [
+        '--host', '127.0.0.1', '--port', String(mongoPort), '--storage-path', ':memory:', '--log-level', 'WARNING',
+      ], { logDir });
+      procs.push(mongo);
+      await waitFor('redis', redis, () => portOpen(redisPort), 10_000);
+      await waitFor('SecantusDB', mongo, () => portOpen(mongoPort), 20_000);
+      redisUrl = `redis://127.0.0.1:${redisPort}`;
+      mongoBase = `mongodb://127.0.0.1:${mongoPort}`;
+    }
+    const mongoUrl = (db) => (mongoBase ? `${mongoBase}/${db}?directConnection=true` : '');
+    const db = `e2e_${randomBytes(4).toString('hex')}`;
+
+    const [counterPort, libraryPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
+    const counterUrl = `http://127.0.0.1:${counterPort}`;
+    const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+    const gatewayPublicUrl = `ws://127.0.0.1:${gatewayPort}/ws`;
+    const libraryUrl = `http://127.0.0.1:${libraryPort}`;
+    const dataDir = path.join(tmp, 'data');
+    mkdirSync(dataDir, { recursive: true });
+    const demoDir = path.join(REPO, 'data', 'demo');
+
+    const counter = new Proc('counter', paths.counter, [], {
+      logDir,
+      env: { ...common, PORT: String(counterPort), REDIS_URL: redisUrl, DATA_DIR: dataDir },
+    });
+    procs.push(counter);
+    const gateway = new Proc('comments-gateway', paths['comments-gateway'], [], {
+      logDir,
+      env: {
+        ...common,
+        PORT: String(gatewayPort),
+        REDIS_URL: redisUrl,
+        MONGO_URL: mongoUrl(db),
+        AUTH_TOKEN_SECRET: secret,
+        ADMIN_TOKEN: 'e2e-admin-token',
+        DATA_DIR: dataDir,
+        DEMO_DIR: demoDir,
+        POST_BURST: '20',
+        POST_RATE_PER_SEC: '5',
+      },
+    });
+    procs.push(gateway);
+    const library = new Proc('library', paths.library, [], {
+      logDir,
+      env: {
+        ...common,
+        PORT: String(libraryPort),
+        MONGO_URL: mongoUrl(db),
+        COUNTER_URL: counterUrl,
+        GATEWAY_URL: gatewayUrl,
+        GATEWAY_PUBLIC_URL: gatewayPublicUrl,
+        AUTH_TOKEN_SECRET: secret,
+        AUTH_SESSION_SECRET: randomBytes(64).toString('hex'),
+        DATA_DIR: dataDir,
+        DEMO_DIR: demoDir,
+      },
+    });
+    procs.push(library);
+
+    await waitFor('counter /healthz', counter, () => httpOk(`${counterUrl}/healthz`), 30_000);
+    await waitFor('comments-gateway /readyz', gateway, () => httpOk(`${gatewayUrl}/readyz`), 30_000);
+    await waitFor('library /readyz', library, () => httpOk(`${libraryUrl}/readyz`), 30_000);
+    Object.assign(stack, { libraryUrl, gatewayUrl, gatewayPublicUrl, counterUrl, db });
+    return stack;
+  } catch (err) {
+    const logs = stack.logs();
+    await stack.stop();
+    err.message += `\n${logs}`;
+    throw err;
+  }
+}
+
+/** True when chromium can be started (used for a clear failure message, not to skip). */
+export function chromiumPath() {
+  const p = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+  if (!existsSync(p)) return null;
+  const r = spawnSync(p, ['--version'], { encoding: 'utf8', timeout: 20_000 });
+  return r.status === 0 ? p : null;
+}
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
+];
