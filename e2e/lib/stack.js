@@ -123,10 +123,11 @@ async function httpOk(url) {
  * mode 'embedded': neither, the services use their embedded stores (and load the demo data).
  */
 export async function startStack({ mode = 'servers', label = mode } = {}) {
-  const { paths, missing } = binaryPaths();
-  if (missing.length) throw new Error(`missing binaries: ${missing.join(', ')}`);
   const logDir = path.join(RESULTS_DIR, label);
   mkdirSync(logDir, { recursive: true });
+  if (mode === 'mock') return startMock(logDir);
+  const { paths, missing } = binaryPaths();
+  if (missing.length) throw new Error(`missing binaries: ${missing.join(', ')}`);
   const tmp = mkdtempSync(path.join(os.tmpdir(), `library-e2e-${label}-`));
   const procs = [];
   const stack = {
@@ -225,6 +226,35 @@ export async function startStack({ mode = 'servers', label = mode } = {}) {
     err.message += `\n${logs}`;
     throw err;
   }
+}
+
+/** The contract mock of e2e/mock/mock-stack.js (library + gateway in one node process). */
+async function startMock(logDir) {
+  const [libraryPort, gatewayPort] = [await freePort(), await freePort()];
+  const proc = new Proc('mock-stack', process.execPath, [path.join(E2E_DIR, 'mock', 'mock-stack.js')], {
+    logDir,
+    env: { LIBRARY_PORT: String(libraryPort), GATEWAY_PORT: String(gatewayPort) },
+  });
+  const libraryUrl = `http://127.0.0.1:${libraryPort}`;
+  const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+  const stack = {
+    mode: 'mock',
+    procs: [proc],
+    logDir,
+    libraryUrl,
+    gatewayUrl,
+    gatewayPublicUrl: `ws://127.0.0.1:${gatewayPort}/ws`,
+    async stop() { await proc.stop(); },
+    logs() { return `----- mock-stack\n${proc.logTail(30)}`; },
+  };
+  try {
+    await waitFor('mock library', proc, () => httpOk(`${libraryUrl}/readyz`), 10_000);
+    await waitFor('mock gateway', proc, () => httpOk(`${gatewayUrl}/readyz`), 10_000);
+  } catch (err) {
+    await proc.stop();
+    throw err;
+  }
+  return stack;
 }
 
 /** True when chromium can be started (used for a clear failure message, not to skip). */

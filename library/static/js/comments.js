@@ -120,7 +120,7 @@ export class CommentsClient {
     this.state = 'connecting';
     this.socket = null;
     this.user = null; // from welcome
-    this.canPost = false;
+    this.canPost = !!this.username; // signed in: posts while offline wait in `pending`
     this.stopped = false;
     this.attempt = 0;
     this.nextRef = 1;
@@ -217,6 +217,7 @@ export class CommentsClient {
       token = t.token;
       if (t.signedOut) {
         this.username = '';
+        this.setCanPost(false);
         this.view.setSignedOut();
       }
     } catch {
@@ -248,7 +249,6 @@ export class CommentsClient {
     this.socket = null;
     this.subscribed = false;
     this.subscribeRef = null;
-    this.setCanPost(false);
     this.clearTimers();
     // Un-acked posts stay queued; their ack timers are moot until we are back.
     for (const p of this.pending) this.clearAckTimer(p);
@@ -375,6 +375,7 @@ export class CommentsClient {
     return true;
   }
 
+  /** Whether the form may be used (signed in); while offline, posts are queued until live. */
   setCanPost(can) {
     this.canPost = can;
     this.view.setCanPost(can, this.pending.length > 0);
@@ -382,7 +383,7 @@ export class CommentsClient {
 
   /** Submits a comment; returns {ok, message}. The text is kept in the form until the ack. */
   post(rawText) {
-    if (!this.username) return { ok: false, message: 'Sign in to comment.' };
+    if (!this.username || !this.canPost) return { ok: false, message: 'Sign in to comment.' };
     const check = checkText(rawText);
     if (!check.ok) {
       this.view.showError(check.message);
@@ -682,7 +683,7 @@ export function init(doc = globalThis.document, win = globalThis.window) {
     username,
     view,
   });
-  view.setCanPost(false, false);
+  view.setCanPost(!!username, false);
   if (view.form) {
     view.form.addEventListener('submit', (event) => {
       event.preventDefault();
