@@ -1,0 +1,120 @@
+//! HTTP routes: room history, admin notices, health, readiness and metrics.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use shared_proto::channels::BusEvent;
+use shared_proto::ws::page_limit;
+use shared_proto::{CommentText, CommentTextError, RoomId};
+use subtle::ConstantTimeEq;
+
+use crate::error::GatewayError;
+use crate::startup::AppState;
+use crate::store::Slice;
+
+/// Registers the gateway's routes.
+pub fn config(cfg: &mut web::ServiceConfig) {
+    fn not_allowed() -> actix_web::Route {
+        web::to(service_kit::http_errors::method_not_allowed)
+    }
+    cfg.service(
+        web::resource("/ws")
+            .route(web::get().to(crate::ws::ws_entry))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/rooms/{room}/comments")
+            .route(web::get().to(room_comments))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/admin/notice")
+            .route(web::post().to(admin_notice))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(service_kit::health::healthz))
+            .default_service(not_allowed()),
+    )
+    .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(not_allowed()))
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(service_kit::metrics::metrics_endpoint))
+            .default_service(not_allowed()),
+    );
+}
+
+/// `?before=SEQ&limit=N`.
+#[derive(Debug, Deserialize)]
+pub struct RoomQuery {
+    before: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// `GET /rooms/{room}/comments`.
+async fn room_comments(
+    path: web::Path<String>,
+    query: web::Query<RoomQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let room = RoomId::parse(path.into_inner()).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let limit = page_limit(query.limit).map_err(GatewayError::BadRequest)?;
+    let slice = match query.before {
+        Some(before) => Slice::Before { before, limit },
+        None => Slice::Latest { limit },
+    };
+    let page = state.store.read(&room, slice).await?;
+    Ok(HttpResponse::Ok().json(json!({"comments": page.comments, "more": page.more})))
+}
+
+#[derive(Debug, Deserialize)]
+struct NoticeBody {
+    text: String,
+    #[serde(default)]
+    room: Option<RoomId>,
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// `POST /admin/notice` with `Authorization: Bearer $ADMIN_TOKEN`.
+async fn admin_notice(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+    let authorised = match (&state.admin_token, bearer(&req)) {
+        (Some(expected), Some(given)) => bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())),
+        _ => false,
+    };
+    if !authorised {
+        return Err(GatewayError::Unauthorized("a valid admin token is required".into()));
+    }
+    let notice: NoticeBody =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let text = CommentText::parse(&notice.text).map_err(|e| match e {
+        CommentTextError::Empty => GatewayError::BadRequest(e.to_string()),
+        CommentTextError::TooLong(_) => GatewayError::TooLarge(e.to_string()),
+    })?;
+    state.hub.notice(text.as_str(), notice.room.as_ref());
+    let event = BusEvent::Notice {
+        origin: state.instance.clone(),
+        text: text.into_inner(),
+        room: notice.room,
+    };
+    state.bus.publish(&event).await;
+    Ok(HttpResponse::Accepted().json(json!({"status": "accepted"})))
+}
+
+/// `GET /readyz`: 503 naming `redis` and/or `mongo` while they do not answer.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let mut failing = Vec::new();
+    if state.bus.is_redis() && !state.bus.is_up() {
+        failing.push("redis");
+    }
+    if state.store.is_mongo() && !state.mongo_up.load(std::sync::atomic::Ordering::Acquire) {
+        failing.push("mongo");
+    }
+    service_kit::health::readiness(&failing)
+}

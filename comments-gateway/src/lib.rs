@@ -1,0 +1,16 @@
+//! comments-gateway: WebSocket comment rooms with durable comments (MongoDB or embedded redb)
+//! and fan-out across instances through Redis (or in-process without it).
+
+pub mod auth;
+pub mod bus;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod ws;
+
+pub use settings::Settings;
+pub use startup::Application;

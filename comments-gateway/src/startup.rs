@@ -1,0 +1,281 @@
+//! Building and running the gateway: stores, bus, hub, HTTP server and graceful drain.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use service_kit::metrics::Metrics;
+use shared_proto::channels::Channels;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::TokenVerifier;
+use crate::bus::Bus;
+use crate::hub::Hub;
+use crate::metrics::GatewayMetrics;
+use crate::settings::{DEV_TOKEN_SECRET, Secret, Settings};
+use crate::store::{EmbeddedStore, MongoStore, Store};
+
+/// Per-user post limiter.
+pub type PostLimiter = DefaultKeyedRateLimiter<String>;
+
+/// Everything request handlers and connections share.
+pub struct AppState {
+    /// Rooms and fan-out.
+    pub hub: Hub,
+    /// Comments.
+    pub store: Store,
+    /// Other instances.
+    pub bus: Bus,
+    /// Gateway metrics.
+    pub metrics: GatewayMetrics,
+    /// Token checks.
+    pub verifier: TokenVerifier,
+    /// Admin API token.
+    pub admin_token: Option<Secret>,
+    /// Post rate limit (None: off).
+    pub limiter: Option<Arc<PostLimiter>>,
+    /// Server ping interval.
+    pub heartbeat: Duration,
+    /// Outbound queue size per connection.
+    pub queue_max: usize,
+    /// This instance's name on the bus.
+    pub instance: String,
+    /// Connection id source.
+    pub next_conn: AtomicU64,
+    /// Fires when the server starts draining.
+    pub shutdown: CancellationToken,
+    /// Connection tasks.
+    pub tracker: TaskTracker,
+    /// MongoDB answered the last health check.
+    pub mongo_up: Arc<AtomicBool>,
+}
+
+/// The running gateway.
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: ServerHandle,
+    state: web::Data<AppState>,
+    background_cancel: CancellationToken,
+    background: TaskTracker,
+}
+
+fn limiter(settings: &Settings) -> Option<Arc<PostLimiter>> {
+    let burst = NonZeroU32::new(settings.post_burst)?;
+    if !(settings.post_rate_per_sec > 0.0) || !settings.post_rate_per_sec.is_finite() {
+        return None;
+    }
+    let period = Duration::from_secs_f64(1.0 / settings.post_rate_per_sec);
+    let quota = Quota::with_period(period)?.allow_burst(burst);
+    Some(Arc::new(RateLimiter::keyed(quota)))
+}
+
+async fn health_loop(store: Store, metrics: GatewayMetrics, mongo_up: Arc<AtomicBool>, cancel: CancellationToken) {
+    let mut indexed = false;
+    loop {
+        let up = store.ping().await;
+        if up
+            && !indexed
+            && let Store::Mongo(mongo) = &store
+        {
+            match mongo.ensure_indexes().await {
+                Ok(()) => indexed = true,
+                Err(e) => tracing::warn!(error = %e, "cannot create indexes yet"),
+            }
+        }
+        if up != mongo_up.swap(up, Ordering::AcqRel) {
+            if up {
+                tracing::info!("storage answers again");
+            } else {
+                tracing::warn!("storage does not answer");
+            }
+        }
+        metrics.mongo_up.set(i64::from(up));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+impl Application {
+    /// Opens the stores, starts the bus and binds the listener (port 0 picks a free one).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = settings.normalised();
+        if settings.auth_token_secret.expose() == DEV_TOKEN_SECRET {
+            tracing::warn!("AUTH_TOKEN_SECRET is the development default; set it in production");
+        }
+        let metrics = Metrics::new("comments-gateway");
+        let gateway_metrics = GatewayMetrics::new(&metrics.registry);
+
+        let store = match &settings.mongo_url {
+            Some(url) => {
+                let mongo = MongoStore::connect(url).await?;
+                Store::Mongo(mongo)
+            }
+            None => {
+                let dir = PathBuf::from(&settings.data_dir).join("comments-gateway");
+                let demo = PathBuf::from(&settings.demo_dir);
+                let embedded = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, &demo))
+                    .await
+                    .context("opening the embedded store")??;
+                Store::Embedded(embedded)
+            }
+        };
+        let mongo_up = Arc::new(AtomicBool::new(true));
+        gateway_metrics.mongo_up.set(1);
+        gateway_metrics.redis_up.set(1);
+
+        let instance = settings
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+        let background = TaskTracker::new();
+        let background_cancel = CancellationToken::new();
+        let (bus, driver) = match &settings.redis_url {
+            Some(url) => {
+                let (bus, driver) = Bus::redis(
+                    url,
+                    Channels::new(settings.channel_prefix.clone()),
+                    instance.clone(),
+                    gateway_metrics.clone(),
+                )?;
+                (bus, Some(driver))
+            }
+            None => (Bus::Local, None),
+        };
+        let hub = Hub::new(
+            store.clone(),
+            bus.clone(),
+            gateway_metrics.clone(),
+            settings.client_queue_max,
+            background.clone(),
+        );
+        if let Some(driver) = driver {
+            background.spawn(driver.run(hub.clone(), background_cancel.clone()));
+        }
+        if store.is_mongo() {
+            mongo_up.store(store.ping().await, Ordering::Release);
+            background.spawn(health_loop(
+                store.clone(),
+                gateway_metrics.clone(),
+                mongo_up.clone(),
+                background_cancel.clone(),
+            ));
+        }
+
+        let state = web::Data::new(AppState {
+            hub,
+            store,
+            bus,
+            metrics: gateway_metrics,
+            verifier: TokenVerifier::new(settings.auth_token_secret.expose()),
+            admin_token: settings.admin_token.clone(),
+            limiter: limiter(&settings),
+            heartbeat: Duration::from_millis(settings.heartbeat_ms),
+            queue_max: settings.client_queue_max,
+            instance,
+            next_conn: AtomicU64::new(1),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            mongo_up,
+        });
+        if let Some(limiter) = state.limiter.clone() {
+            let cancel = background_cancel.clone();
+            background.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => limiter.retain_recent(),
+                    }
+                }
+            });
+        }
+
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let metrics = web::Data::new(metrics);
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(middleware::from_fn(service_kit::metrics::record))
+                .wrap(TracingLogger::default())
+                .app_data(app_state.clone())
+                .app_data(metrics.clone())
+                .configure(|cfg| service_kit::http_errors::extractor_config(cfg, 64 * 1024))
+                .configure(crate::http::config)
+                .default_service(web::to(service_kit::http_errors::not_found))
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(10);
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        let server = server.run();
+        let handle = server.handle();
+        Ok(Self {
+            port,
+            server,
+            handle,
+            state,
+            background_cancel,
+            background,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then drains: WebSockets close with 1001, in-flight
+    /// requests finish, background tasks stop.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            server,
+            handle,
+            state,
+            background_cancel,
+            background,
+            ..
+        } = self;
+        let mut server = tokio::spawn(server);
+        let early = tokio::select! {
+            _ = shutdown => None,
+            result = &mut server => Some(result),
+        };
+        state.shutdown.cancel();
+        state.tracker.close();
+        if tokio::time::timeout(crate::ws::CLOSE_GRACE, state.tracker.wait()).await.is_err() {
+            tracing::warn!("some connections did not close in time");
+        }
+        handle.stop(true).await;
+        let result = match early {
+            Some(result) => result,
+            None => server.await,
+        };
+        background_cancel.cancel();
+        background.close();
+        if tokio::time::timeout(Duration::from_secs(5), background.wait()).await.is_err() {
+            tracing::warn!("background tasks did not stop in time");
+        }
+        if let Store::Mongo(mongo) = &state.store {
+            mongo.client().clone().shutdown().await;
+        }
+        tracing::info!("comments-gateway stopped");
+        result.context("server task panicked")?.context("server failed")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,227 @@
+//! Durable comments: MongoDB (`MONGO_URL`) or an embedded redb file, with the same semantics.
+//!
+//! `seq` is allocated as max+1 per room and guarded by a unique (room, seq) key, so seq `n` is
+//! only written once `n - 1` is visible: seq order is storage order across instances. Deletes
+//! are soft, so a seq is never reused. A post with a `clientId` gets a deterministic id from
+//! (author, clientId), so a retry finds the first comment instead of storing a second.
+
+mod embedded;
+mod mongo;
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use shared_proto::{Author, ClientId, Comment, CommentText, RoomId};
+
+pub use embedded::EmbeddedStore;
+pub use mongo::MongoStore;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database does not answer.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else.
+    #[error("store failure: {0}")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// A post to store.
+#[derive(Debug, Clone)]
+pub struct NewComment {
+    /// Target room.
+    pub room: RoomId,
+    /// Who writes it.
+    pub author: Author,
+    /// Validated text.
+    pub text: CommentText,
+    /// Idempotency key, scoped to the author.
+    pub client_id: Option<ClientId>,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// The result of storing a post.
+#[derive(Debug, Clone)]
+pub struct Inserted {
+    /// The stored comment (the first one, for a repeated clientId).
+    pub comment: Comment,
+    /// False when a repeated clientId found an earlier comment.
+    pub fresh: bool,
+}
+
+/// Some comments, oldest first, and whether more exist beyond them.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Oldest first.
+    pub comments: Vec<Comment>,
+    /// More exist (older ones for `latest`/`before`, newer ones for `after`).
+    pub more: bool,
+}
+
+/// Which slice of a room to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Slice {
+    /// The newest `limit`.
+    Latest { limit: u32 },
+    /// The newest `limit` below `before`.
+    Before { before: u64, limit: u32 },
+    /// Up to `max` with seq in (`after`, `upto`), oldest first.
+    After { after: u64, upto: Option<u64>, max: usize },
+}
+
+/// What a delete found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Deleted now.
+    Deleted,
+    /// Unknown, in another room, or already deleted.
+    NotFound,
+    /// Someone else's comment and not an admin.
+    Forbidden,
+}
+
+/// The comment store.
+#[derive(Clone)]
+pub enum Store {
+    /// MongoDB.
+    Mongo(MongoStore),
+    /// Embedded redb.
+    Embedded(EmbeddedStore),
+}
+
+impl Store {
+    /// Stores a post (or finds the earlier one with the same clientId).
+    pub async fn insert(&self, new: NewComment) -> Result<Inserted, StoreError> {
+        match self {
+            Store::Mongo(s) => s.insert(new).await,
+            Store::Embedded(s) => s.insert(new).await,
+        }
+    }
+
+    /// Reads a slice of a room, deleted comments left out.
+    pub async fn read(&self, room: &RoomId, slice: Slice) -> Result<Page, StoreError> {
+        match self {
+            Store::Mongo(s) => s.read(room, slice).await,
+            Store::Embedded(s) => s.read(room, slice).await,
+        }
+    }
+
+    /// The highest seq ever allocated in a room (deleted ones included); 0 when empty.
+    pub async fn max_seq(&self, room: &RoomId) -> Result<u64, StoreError> {
+        match self {
+            Store::Mongo(s) => s.max_seq(room).await,
+            Store::Embedded(s) => s.max_seq(room).await,
+        }
+    }
+
+    /// Soft-deletes a comment if `actor` wrote it or is an admin.
+    pub async fn delete(&self, room: &RoomId, id: &str, actor: &str, admin: bool) -> Result<DeleteOutcome, StoreError> {
+        match self {
+            Store::Mongo(s) => s.delete(room, id, actor, admin).await,
+            Store::Embedded(s) => s.delete(room, id, actor, admin).await,
+        }
+    }
+
+    /// Whether the store answers.
+    pub async fn ping(&self) -> bool {
+        match self {
+            Store::Mongo(s) => s.ping().await,
+            Store::Embedded(_) => true,
+        }
+    }
+
+    /// True for MongoDB.
+    pub fn is_mongo(&self) -> bool {
+        matches!(self, Store::Mongo(_))
+    }
+}
+
+/// The deterministic id of a post with a clientId: `k` + 32 hex digits of SHA-256(author, clientId).
+pub(crate) fn client_key(author: &str, client_id: &ClientId) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(author.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(client_id.as_str().as_bytes());
+    let digest = hasher.finalize();
+    let mut id = String::with_capacity(33);
+    id.push('k');
+    for byte in &digest[..16] {
+        id.push_str(&format!("{byte:02x}"));
+    }
+    id
+}
+
+/// A fresh random id.
+pub(crate) fn fresh_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// One entry of `comments.json` in the demo folder.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DemoComment {
+    pub room: RoomId,
+    pub author_id: String,
+    pub author_name: String,
+    pub text: String,
+    pub created_at: String,
+}
+
+/// Reads `demo_dir/comments.json`; missing or unreadable files give nothing.
+pub(crate) fn read_demo(demo_dir: &Path) -> Vec<DemoComment> {
+    let path = demo_dir.join("comments.json");
+    let Ok(raw) = std::fs::read(&path) else {
+        tracing::info!(path = %path.display(), "no demo comments to load");
+        return Vec::new();
+    };
+    match serde_json::from_slice::<Vec<serde_json::Value>>(&raw) {
+        Ok(items) => items
+            .into_iter()
+            .filter_map(|item| match serde_json::from_value::<DemoComment>(item) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a demo comment");
+                    None
+                }
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "demo comments are not a JSON array");
+            Vec::new()
+        }
+    }
+}
+
+/// Unix ms of an RFC 3339 timestamp, or now.
+pub(crate) fn parse_millis(text: &str) -> i64 {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .unwrap_or_else(|_| now_millis())
+}
+
+/// Now, Unix ms.
+pub fn now_millis() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_keys_are_stable_and_scoped() {
+        let a = ClientId::parse("c-1").expect("valid");
+        let key = client_key("JD", &a);
+        assert_eq!(key.len(), 33);
+        assert_eq!(key, client_key("JD", &a));
+        assert_ne!(key, client_key("Admin", &a));
+        assert!(key.starts_with('k'));
+    }
+
+    #[test]
+    fn millis() {
+        assert_eq!(parse_millis("2023-11-14T22:13:20.123Z"), 1_700_000_000_123);
+    }
+}
