@@ -1,0 +1,203 @@
+//! Accounts: password hashes, the session's user, CSRF tokens for forms, gateway tokens.
+
+use std::sync::OnceLock;
+
+use actix_session::Session;
+use actix_web::cookie::Key;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHash};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use shared_proto::library_api::TokenResponse;
+use shared_proto::{Claims, Role, Username};
+use subtle::ConstantTimeEq;
+
+use crate::domain::UserRecord;
+use crate::error::Error;
+
+const USER_KEY: &str = "user";
+const CSRF_KEY: &str = "csrf";
+
+/// The signed-in user as the session remembers them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUser {
+    /// Username.
+    pub username: String,
+    /// Full name.
+    pub fullname: String,
+    /// Role.
+    pub role: Role,
+}
+
+impl SessionUser {
+    /// Whether the user is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// The session cookie key: 64 bytes derived from `AUTH_SESSION_SECRET` with Argon2 (any length
+/// of secret works; the same secret always gives the same key, so sessions survive restarts).
+pub fn session_key(secret: &str) -> anyhow::Result<Key> {
+    let mut out = [0u8; 64];
+    Argon2::default()
+        .hash_password_into(secret.as_bytes(), b"library-session-cookie-key-v1", &mut out)
+        .map_err(|e| anyhow::anyhow!("cannot derive the session key: {e}"))?;
+    Ok(Key::from(&out))
+}
+
+/// Hashes a password (Argon2id, random salt) off the async threads.
+pub async fn hash_password(password: String) -> Result<String, Error> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot hash a password: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(anyhow::anyhow!("hashing task failed: {e}")))?
+}
+
+/// Checks a password against a stored PHC string; `None` (unknown user) checks against a dummy
+/// hash so both cases take the same time.
+pub async fn verify_password(password: String, stored: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let known = stored.is_some();
+        let hash = stored.unwrap_or_else(|| dummy_hash().to_owned());
+        let ok = PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false);
+        known && ok
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"not-a-real-password")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// The signed-in user, if any (a broken session counts as signed out).
+pub fn current_user(session: &Session) -> Option<SessionUser> {
+    session.get::<SessionUser>(USER_KEY).ok().flatten()
+}
+
+/// The signed-in user, or 401.
+pub fn require_user(session: &Session) -> Result<SessionUser, Error> {
+    current_user(session).ok_or_else(|| Error::Unauthorized("sign in first".into()))
+}
+
+/// Starts a fresh session for `user` (a new cookie value: no session fixation).
+pub fn sign_in(session: &Session, user: &UserRecord) -> Result<SessionUser, Error> {
+    let who = SessionUser {
+        username: user.username.clone(),
+        fullname: user.fullname.clone(),
+        role: user.role,
+    };
+    session.renew();
+    session
+        .insert(USER_KEY, &who)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot write the session: {e}")))?;
+    session
+        .insert(CSRF_KEY, new_token())
+        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot write the session: {e}")))?;
+    Ok(who)
+}
+
+/// Ends the session.
+pub fn sign_out(session: &Session) {
+    session.purge();
+}
+
+fn new_token() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// The session's CSRF token for forms, created on first use.
+pub fn csrf_token(session: &Session) -> String {
+    if let Ok(Some(token)) = session.get::<String>(CSRF_KEY) {
+        return token;
+    }
+    let token = new_token();
+    if let Err(e) = session.insert(CSRF_KEY, &token) {
+        tracing::warn!(error = %e, "cannot store a CSRF token");
+    }
+    token
+}
+
+/// Checks a form's `csrf_token` against the session's (constant time).
+pub fn check_csrf(session: &Session, sent: Option<&str>) -> Result<(), Error> {
+    let expected = session.get::<String>(CSRF_KEY).ok().flatten();
+    match (expected, sent) {
+        (Some(expected), Some(sent)) if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => Ok(()),
+        _ => Err(Error::Forbidden(
+            "the form expired or came from another site; reload the page and try again".into(),
+        )),
+    }
+}
+
+/// Mints the gateway's HS256 token for `user`.
+pub fn mint_token(user: &SessionUser, secret: &str, ttl_secs: u64) -> Result<TokenResponse, Error> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let exp = now + ttl_secs;
+    let claims = Claims {
+        sub: Username::parse(user.username.clone())
+            .map_err(|e| Error::Internal(anyhow::anyhow!("session username is invalid: {e}")))?,
+        name: user.fullname.clone(),
+        role: user.role,
+        exp,
+        iat: Some(now),
+    };
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| Error::Internal(anyhow::anyhow!("cannot sign a token: {e}")))?;
+    Ok(TokenResponse {
+        token,
+        expires_at: shared_proto::timestamp::rfc3339_from_millis((exp as i64).saturating_mul(1000)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify() {
+        let hash = hash_password("pw".into()).await.expect("hashes");
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("pw".into(), Some(hash.clone())).await);
+        assert!(!verify_password("nope".into(), Some(hash)).await);
+        assert!(!verify_password("pw".into(), None).await);
+    }
+
+    #[test]
+    fn tokens_carry_the_claims() {
+        let user = SessionUser {
+            username: "JD".into(),
+            fullname: "John Doe".into(),
+            role: Role::User,
+        };
+        let minted = mint_token(&user, "s3cret", 60).expect("mints");
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+        validation.validate_exp = true;
+        let data = jsonwebtoken::decode::<Claims>(
+            &minted.token,
+            &jsonwebtoken::DecodingKey::from_secret(b"s3cret"),
+            &validation,
+        )
+        .expect("valid token");
+        assert_eq!(data.claims.sub.as_str(), "JD");
+        assert_eq!(data.claims.name, "John Doe");
+        assert!(data.claims.iat.is_some());
+        assert!(minted.expires_at.ends_with('Z'));
+    }
+}

@@ -1,0 +1,201 @@
+//! Book operations shared by the JSON API and the pages: create, update, delete, serve files.
+
+use std::path::PathBuf;
+
+use actix_files::NamedFile;
+use actix_web::http::header::{self, ContentDisposition, DispositionType};
+use actix_web::{HttpRequest, HttpResponse};
+use shared_proto::library_api::Book;
+
+use crate::clients::{CounterClient, GatewayClient};
+use crate::error::Error;
+use crate::settings::Settings;
+use crate::store::{NewBook, Store};
+use crate::uploads::{self, BookUpload};
+
+/// What every handler shares.
+pub struct AppState {
+    /// Books and users.
+    pub store: Store,
+    /// The counter service.
+    pub counter: CounterClient,
+    /// The gateway's HTTP reads.
+    pub gateway: GatewayClient,
+    /// Where uploads live.
+    pub uploads: PathBuf,
+    /// The settings the app was built with.
+    pub settings: Settings,
+}
+
+impl AppState {
+    /// All books with their view counts (when counter answers).
+    pub async fn books_with_views(&self) -> Result<Vec<Book>, Error> {
+        let mut books = self.store.list_books().await?;
+        let ids: Vec<u64> = books.iter().map(|b| b.id).collect();
+        if !ids.is_empty() {
+            let counts = self.counter.counts(&ids).await;
+            if !counts.is_empty() {
+                for book in &mut books {
+                    book.views = Some(counts.get(&book.id).copied().unwrap_or(0));
+                }
+            }
+        }
+        Ok(books)
+    }
+
+    /// One book with its view count (no increment), or 404.
+    pub async fn book_with_views(&self, id: u64) -> Result<Book, Error> {
+        let mut book = self.store.get_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
+        let counts = self.counter.counts(&[id]).await;
+        if !counts.is_empty() {
+            book.views = Some(counts.get(&id).copied().unwrap_or(0));
+        }
+        Ok(book)
+    }
+
+    /// Creates a book from an upload (files already on disk).
+    pub async fn create_book(&self, upload: BookUpload) -> Result<Book, Error> {
+        let result = async {
+            let fields = upload.fields.clone().validate(true)?;
+            let (cover_name, cover_original) = file_parts(&upload.cover);
+            let (book_name, book_original) = file_parts(&upload.book);
+            let new = NewBook {
+                title: fields.title.unwrap_or_default(),
+                authors: fields.authors.unwrap_or_default(),
+                description: fields.description.unwrap_or_default(),
+                favorite: fields.favorite.unwrap_or(0),
+                file_name_cover: cover_name,
+                file_original_cover: cover_original,
+                file_name_book: book_name,
+                file_original_book: book_original,
+            };
+            self.store.create_book(new).await
+        }
+        .await;
+        if result.is_err() {
+            upload.discard(&self.uploads).await;
+        }
+        let book = result?;
+        tracing::info!(book_id = book.id, "book created");
+        Ok(book)
+    }
+
+    /// Updates a book: fields sent replace the stored ones, files sent replace the old files.
+    pub async fn update_book(&self, id: u64, upload: BookUpload) -> Result<Book, Error> {
+        let result = async {
+            let existing = self.store.get_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
+            let fields = upload.fields.clone().validate(false)?;
+            let mut updated = existing.clone();
+            if let Some(title) = fields.title {
+                updated.title = title;
+            }
+            if let Some(authors) = fields.authors {
+                updated.authors = authors;
+            }
+            if let Some(description) = fields.description {
+                updated.description = description;
+            }
+            if let Some(favorite) = fields.favorite {
+                updated.favorite = favorite;
+            }
+            if let Some(cover) = &upload.cover {
+                updated.file_name_cover = cover.stored_name.clone();
+                updated.file_original_cover = cover.original_name.clone();
+            }
+            if let Some(file) = &upload.book {
+                updated.file_name_book = file.stored_name.clone();
+                updated.file_original_book = file.original_name.clone();
+            }
+            updated.views = None;
+            if !self.store.replace_book(&updated).await? {
+                return Err(Error::book_not_found(id));
+            }
+            Ok((existing, updated))
+        }
+        .await;
+        match result {
+            Ok((old, new)) => {
+                if old.file_name_cover != new.file_name_cover && !old.file_name_cover.is_empty() {
+                    uploads::remove_stored(&self.uploads, &old.file_name_cover).await;
+                }
+                if old.file_name_book != new.file_name_book && !old.file_name_book.is_empty() {
+                    uploads::remove_stored(&self.uploads, &old.file_name_book).await;
+                }
+                tracing::info!(book_id = id, "book updated");
+                Ok(new)
+            }
+            Err(e) => {
+                upload.discard(&self.uploads).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a book and its files.
+    pub async fn delete_book(&self, id: u64) -> Result<Book, Error> {
+        let book = self.store.delete_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
+        for name in [&book.file_name_cover, &book.file_name_book] {
+            if !name.is_empty() {
+                uploads::remove_stored(&self.uploads, name).await;
+            }
+        }
+        tracing::info!(book_id = id, "book deleted");
+        Ok(book)
+    }
+
+    /// The book file as an attachment under its original name, or 404.
+    pub async fn download(&self, req: &HttpRequest, id: u64) -> Result<HttpResponse, Error> {
+        let book = self.store.get_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
+        let file = self.open_stored(&book.file_name_book, "this book has no file").await?;
+        let original = if book.file_original_book.is_empty() {
+            book.file_name_book.clone()
+        } else {
+            book.file_original_book.clone()
+        };
+        let mut response = file
+            .set_content_disposition(uploads::attachment(&original))
+            .into_response(req);
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
+        Ok(response)
+    }
+
+    /// The cover image; anything that is not a raster image is sent as a download.
+    pub async fn cover(&self, req: &HttpRequest, id: u64) -> Result<HttpResponse, Error> {
+        let book = self.store.get_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
+        let file = self.open_stored(&book.file_name_cover, "this book has no cover").await?;
+        let mime = mime_guess::from_path(&book.file_name_cover).first_or_octet_stream();
+        let image = mime.type_() == "image" && mime.subtype() != "svg";
+        let file = if image {
+            file.set_content_type(mime).set_content_disposition(ContentDisposition {
+                disposition: DispositionType::Inline,
+                parameters: vec![],
+            })
+        } else {
+            file.set_content_type(mime_guess::mime::APPLICATION_OCTET_STREAM)
+                .set_content_disposition(uploads::attachment(&book.file_original_cover))
+        };
+        let mut response = file.into_response(req);
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        );
+        Ok(response)
+    }
+
+    async fn open_stored(&self, name: &str, missing: &str) -> Result<NamedFile, Error> {
+        let path = uploads::stored_path(&self.uploads, name).ok_or_else(|| Error::NotFound(missing.to_owned()))?;
+        NamedFile::open(&path).map_err(|e| {
+            tracing::warn!(file = %path.display(), error = %e, "stored file missing");
+            Error::NotFound(missing.to_owned())
+        })
+    }
+}
+
+fn file_parts(file: &Option<uploads::StoredFile>) -> (String, String) {
+    file.as_ref()
+        .map(|f| (f.stored_name.clone(), f.original_name.clone()))
+        .unwrap_or_default()
+}

@@ -1,0 +1,140 @@
+//! HTTP clients for the other services. Both are optional for the library: every call has a
+//! short timeout and a failure only means "unavailable" on the page.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shared_proto::Comment;
+use shared_proto::counter::{CountResponse, CountsResponse, MAX_IDS};
+
+/// The `counter` service.
+#[derive(Clone)]
+pub struct CounterClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl CounterClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:3001`) giving up after `timeout`.
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// One more view of `book_id`; the count after it, or `None` when counter did not answer.
+    #[tracing::instrument(skip(self))]
+    pub async fn increment(&self, book_id: u64) -> Option<u64> {
+        let url = format!("{}/counter/{book_id}/incr", self.base);
+        let result = async {
+            let response = self.http.post(&url).send().await?.error_for_status()?;
+            response.json::<CountResponse>().await
+        }
+        .await;
+        match result {
+            Ok(body) => Some(body.count),
+            Err(e) => {
+                tracing::warn!(error = %e, "counter increment failed");
+                None
+            }
+        }
+    }
+
+    /// Counts of `ids` (batched by 500); empty when counter did not answer.
+    #[tracing::instrument(skip(self, ids), fields(ids = ids.len()))]
+    pub async fn counts(&self, ids: &[u64]) -> BTreeMap<u64, u64> {
+        let mut all = BTreeMap::new();
+        for chunk in ids.chunks(MAX_IDS) {
+            let list = chunk.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+            let url = format!("{}/counter", self.base);
+            let result = async {
+                let response = self
+                    .http
+                    .get(&url)
+                    .query(&[("ids", list.as_str())])
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                response.json::<CountsResponse>().await
+            }
+            .await;
+            match result {
+                Ok(body) => {
+                    for (id, count) in body.counts {
+                        if let Ok(id) = id.parse::<u64>() {
+                            all.insert(id, count);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "counter batch read failed");
+                    return BTreeMap::new();
+                }
+            }
+        }
+        all
+    }
+}
+
+/// `GET /rooms/{room}/comments` answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoomComments {
+    /// Oldest first.
+    pub comments: Vec<Comment>,
+    /// Whether older comments exist.
+    #[serde(default)]
+    pub more: bool,
+}
+
+/// The comments gateway's HTTP reads.
+#[derive(Clone)]
+pub struct GatewayClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl GatewayClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:3003`) giving up after `timeout`.
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The latest comments of `room`, or `None` when the gateway did not answer.
+    #[tracing::instrument(skip(self))]
+    pub async fn room_comments(&self, room: &str) -> Option<RoomComments> {
+        let url = format!("{}/rooms/{room}/comments", self.base);
+        let result = async {
+            let response = self
+                .http
+                .get(&url)
+                .query(&[("limit", "50")])
+                .send()
+                .await?
+                .error_for_status()?;
+            response.json::<RoomComments>().await
+        }
+        .await;
+        match result {
+            Ok(body) => Some(body),
+            Err(e) => {
+                tracing::warn!(error = %e, "gateway comments read failed");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `/` and `/view`: the catalogue and the library-wide discussion.
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use shared_proto::RoomId;
+
+use super::{Page, PageBase, comments_context, merge, resource};
+use crate::books::AppState;
+use crate::templates;
+
+/// Registers `/` and `/view`.
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/").route(web::get().to(root)))
+        .service(resource("/view").route(web::get().to(index)))
+        .service(resource("/view/").route(web::get().to(index)));
+}
+
+async fn root() -> HttpResponse {
+    HttpResponse::Found().insert_header((LOCATION, "/view")).finish()
+}
+
+async fn index(state: web::Data<AppState>, session: Session) -> Page {
+    let base = PageBase::new(&session);
+    let (books, comments) = tokio::join!(state.books_with_views(), state.gateway.room_comments(RoomId::INDEX));
+    let books = books?;
+    let ctx = merge(
+        base.context("Catalogue", json!({ "books": books })),
+        comments_context(&state, RoomId::INDEX, comments),
+    );
+    Ok(templates::page(StatusCode::OK, "index.html", &ctx))
+}

@@ -1,0 +1,152 @@
+//! Building and running the library application.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_files::Files;
+use actix_session::SessionMiddleware;
+use actix_session::config::{BrowserSession, CookieContentSecurity};
+use actix_session::storage::CookieSessionStore;
+use actix_web::cookie::SameSite;
+use actix_web::dev::Server;
+use actix_web::middleware::{self, DefaultHeaders};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use service_kit::metrics::Metrics;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth;
+use crate::books::AppState;
+use crate::clients::{CounterClient, GatewayClient};
+use crate::routes;
+use crate::settings::{DEV_SESSION_SECRET, DEV_TOKEN_SECRET, Settings};
+use crate::store::{self, DemoData, EmbeddedStore, MongoStore, Store};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "library.sid";
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; form-action 'self'; \
+                   frame-ancestors 'none'";
+
+/// The library service, bound and ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Opens the store, prepares the uploads folder and binds the listener (port 0: any free one).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.auth_session_secret.expose() == DEV_SESSION_SECRET {
+            tracing::warn!("AUTH_SESSION_SECRET is not set: using the development default");
+        }
+        if settings.auth_token_secret.expose() == DEV_TOKEN_SECRET {
+            tracing::warn!("AUTH_TOKEN_SECRET is not set: using the development default");
+        }
+        let uploads = settings.uploads_dir();
+        std::fs::create_dir_all(&uploads).with_context(|| format!("cannot create {}", uploads.display()))?;
+        let store = match &settings.mongo_url {
+            Some(url) => Store::Mongo(MongoStore::connect(url).await?),
+            None => {
+                let demo = DemoData::load(&settings.demo_dir).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "demo data unreadable; starting without it");
+                    DemoData::default()
+                });
+                Store::Embedded(EmbeddedStore::open(&settings.service_dir(), Some(demo)).await?)
+            }
+        };
+        match store::copy_demo_files(&settings.demo_dir, &uploads) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "copied demo files into the uploads folder"),
+            Err(e) => tracing::warn!(error = %e, "cannot copy the demo files"),
+        }
+        let counter = CounterClient::new(&settings.counter_url, Duration::from_millis(settings.counter_timeout_ms))?;
+        let gateway = GatewayClient::new(&settings.gateway_url, Duration::from_millis(settings.gateway_timeout_ms))?;
+        let key = auth::session_key(settings.auth_session_secret.expose())?;
+
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("cannot bind {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let static_dir = settings.static_dir.clone();
+        if !static_dir.is_dir() {
+            tracing::warn!(dir = %static_dir.display(), "static folder missing; /static/ will answer 404");
+        }
+        let cookie_secure = settings.cookie_secure;
+        let state = web::Data::new(AppState {
+            store,
+            counter,
+            gateway,
+            uploads,
+            settings,
+        });
+        let metrics = web::Data::new(Metrics::new("library"));
+
+        let server = HttpServer::new(move || {
+            let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
+                .cookie_name(SESSION_COOKIE.to_owned())
+                .cookie_secure(cookie_secure)
+                .cookie_http_only(true)
+                .cookie_same_site(SameSite::Lax)
+                .cookie_content_security(CookieContentSecurity::Private)
+                .session_lifecycle(BrowserSession::default())
+                .build();
+            let headers = DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("Referrer-Policy", "same-origin"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Content-Security-Policy", CSP));
+            App::new()
+                .app_data(state.clone())
+                .app_data(metrics.clone())
+                .configure(|cfg| service_kit::http_errors::extractor_config(cfg, 64 * 1024))
+                .configure(routes::health::config)
+                .service(
+                    web::scope("/api/v1")
+                        .configure(routes::api::config)
+                        .default_service(web::to(service_kit::http_errors::not_found)),
+                )
+                .service(
+                    Files::new("/static", &static_dir)
+                        .prefer_utf8(true)
+                        .default_handler(web::to(routes::pages::not_found)),
+                )
+                .configure(routes::pages::config)
+                .default_service(web::to(routes::pages::not_found))
+                .wrap(session)
+                .wrap(headers)
+                .wrap(middleware::from_fn(service_kit::metrics::record))
+                .wrap(TracingLogger::default())
+        })
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => {
+                result.context("library server failed")?;
+            }
+            () = shutdown => {
+                tracing::info!("stopping: finishing in-flight requests");
+                handle.stop(true).await;
+                server.await.context("library server failed while stopping")?;
+            }
+        }
+        tracing::info!("library stopped");
+        Ok(())
+    }
+}

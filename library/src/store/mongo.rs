@@ -1,0 +1,312 @@
+//! MongoDB: collections `books` (`_id` = sequential int64), `users` (unique `username`) and
+//! `counters` (`{_id: "books", seq}` bumped with `$inc` for new book ids).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::TryStreamExt;
+use mongodb::bson::{self, DateTime, doc, oid::ObjectId};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+use shared_proto::Role;
+use shared_proto::library_api::Book;
+
+use super::{CreateUserError, NewBook};
+use crate::domain::UserRecord;
+use crate::error::Error;
+
+/// The MongoDB store; cheap to clone.
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+    indexes_ready: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BookDoc {
+    #[serde(rename = "_id")]
+    id: i64,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    authors: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    favorite: i64,
+    #[serde(default)]
+    file_name_cover: String,
+    #[serde(default)]
+    file_original_cover: String,
+    #[serde(default)]
+    file_name_book: String,
+    #[serde(default)]
+    file_original_book: String,
+}
+
+impl BookDoc {
+    fn from_book(book: &Book) -> Result<Self, Error> {
+        Ok(Self {
+            id: i64::try_from(book.id).map_err(|_| Error::BadRequest("book id out of range".into()))?,
+            title: book.title.clone(),
+            authors: book.authors.clone(),
+            description: book.description.clone(),
+            favorite: book.favorite,
+            file_name_cover: book.file_name_cover.clone(),
+            file_original_cover: book.file_original_cover.clone(),
+            file_name_book: book.file_name_book.clone(),
+            file_original_book: book.file_original_book.clone(),
+        })
+    }
+
+    fn into_book(self) -> Book {
+        Book {
+            id: u64::try_from(self.id).unwrap_or_default(),
+            title: self.title,
+            authors: self.authors,
+            description: self.description,
+            favorite: self.favorite,
+            file_name_cover: self.file_name_cover,
+            file_original_cover: self.file_original_cover,
+            file_name_book: self.file_name_book,
+            file_original_book: self.file_original_book,
+            views: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserDoc {
+    #[serde(rename = "_id", default, skip_serializing_if = "Option::is_none")]
+    id: Option<ObjectId>,
+    username: String,
+    #[serde(default)]
+    fullname: String,
+    #[serde(default)]
+    email: String,
+    password_hash: String,
+    #[serde(default)]
+    role: Role,
+    created: DateTime,
+}
+
+fn unavailable(e: impl Into<anyhow::Error>) -> Error {
+    Error::Unavailable(e.into())
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::InsertMany(m) => m.write_errors.as_ref().is_some_and(|w| w.iter().any(|e| e.code == 11000)),
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
+impl MongoStore {
+    /// Connects (lazily: the driver connects on first use) to the database in `url`'s path,
+    /// default `library`, and tries to create the indexes.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let mut options = ClientOptions::parse(url).await.context("invalid MONGO_URL")?;
+        if options.server_selection_timeout.is_none() {
+            options.server_selection_timeout = Some(Duration::from_secs(5));
+        }
+        if options.connect_timeout.is_none() {
+            options.connect_timeout = Some(Duration::from_secs(3));
+        }
+        options.app_name.get_or_insert_with(|| "library".to_owned());
+        let name = options.default_database.clone().unwrap_or_else(|| "library".to_owned());
+        let client = Client::with_options(options).context("cannot create the MongoDB client")?;
+        let store = Self {
+            db: client.database(&name),
+            indexes_ready: Arc::new(AtomicBool::new(false)),
+        };
+        if let Err(e) = store.ensure_indexes().await {
+            tracing::warn!(error = ?e, "MongoDB not ready at startup; indexes will be created later");
+        }
+        Ok(store)
+    }
+
+    fn books(&self) -> Collection<BookDoc> {
+        self.db.collection("books")
+    }
+
+    fn users(&self) -> Collection<UserDoc> {
+        self.db.collection("users")
+    }
+
+    fn counters(&self) -> Collection<bson::Document> {
+        self.db.collection("counters")
+    }
+
+    /// Creates the unique username index and lines the id counter up with the stored books.
+    async fn ensure_indexes(&self) -> Result<(), Error> {
+        if self.indexes_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let index = IndexModel::builder()
+            .keys(doc! {"username": 1})
+            .options(IndexOptions::builder().unique(true).build())
+            .build();
+        self.users().create_index(index).await.map_err(unavailable)?;
+        self.sync_book_counter().await?;
+        self.indexes_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Moves the `books` counter up to the largest stored id (books seeded by init-db.js come
+    /// without a counter). Never moves it down.
+    async fn sync_book_counter(&self) -> Result<(), Error> {
+        let newest = self
+            .books()
+            .find_one(doc! {})
+            .sort(doc! {"_id": -1})
+            .await
+            .map_err(unavailable)?;
+        let max_id = newest.map(|b| b.id).unwrap_or(0);
+        let exists = self
+            .counters()
+            .find_one(doc! {"_id": "books"})
+            .await
+            .map_err(unavailable)?;
+        match exists {
+            None => {
+                let insert = self.counters().insert_one(doc! {"_id": "books", "seq": max_id}).await;
+                match insert {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_duplicate_key(&e) => self.raise_counter(max_id).await,
+                    Err(e) => Err(unavailable(e)),
+                }
+            }
+            Some(_) => self.raise_counter(max_id).await,
+        }
+    }
+
+    async fn raise_counter(&self, to: i64) -> Result<(), Error> {
+        self.counters()
+            .update_one(doc! {"_id": "books", "seq": {"$lt": to}}, doc! {"$set": {"seq": to}})
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), Error> {
+        self.db.run_command(doc! {"ping": 1}).await.map_err(unavailable)?;
+        self.ensure_indexes().await
+    }
+
+    pub(super) async fn list_books(&self) -> Result<Vec<Book>, Error> {
+        let cursor = self.books().find(doc! {}).sort(doc! {"_id": 1}).await.map_err(unavailable)?;
+        let docs: Vec<BookDoc> = cursor.try_collect().await.map_err(unavailable)?;
+        Ok(docs.into_iter().map(BookDoc::into_book).collect())
+    }
+
+    pub(super) async fn get_book(&self, id: u64) -> Result<Option<Book>, Error> {
+        let Ok(id) = i64::try_from(id) else { return Ok(None) };
+        let found = self.books().find_one(doc! {"_id": id}).await.map_err(unavailable)?;
+        Ok(found.map(BookDoc::into_book))
+    }
+
+    async fn next_book_id(&self) -> Result<i64, Error> {
+        let updated = self
+            .counters()
+            .find_one_and_update(doc! {"_id": "books"}, doc! {"$inc": {"seq": 1_i64}})
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(unavailable)?;
+        let seq = updated
+            .as_ref()
+            .and_then(|d| d.get("seq"))
+            .and_then(|v| match v {
+                bson::Bson::Int64(n) => Some(*n),
+                bson::Bson::Int32(n) => Some(i64::from(*n)),
+                bson::Bson::Double(f) => Some(*f as i64),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("counters.books has no numeric seq")))?;
+        Ok(seq)
+    }
+
+    pub(super) async fn create_book(&self, book: NewBook) -> Result<Book, Error> {
+        self.ensure_indexes().await?;
+        // The counter hands out each id once; a duplicate only happens when a book was inserted
+        // behind the counter's back (seed data), so resync and take the next one.
+        for _ in 0..5 {
+            let id = self.next_book_id().await?;
+            let created = book.clone().with_id(u64::try_from(id).unwrap_or_default());
+            match self.books().insert_one(BookDoc::from_book(&created)?).await {
+                Ok(_) => return Ok(created),
+                Err(e) if is_duplicate_key(&e) => {
+                    tracing::warn!(id, "book id already used; resyncing the id counter");
+                    self.sync_book_counter().await?;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(Error::Internal(anyhow::anyhow!("could not allocate a book id")))
+    }
+
+    pub(super) async fn replace_book(&self, book: &Book) -> Result<bool, Error> {
+        let doc = BookDoc::from_book(book)?;
+        let result = self
+            .books()
+            .replace_one(doc! {"_id": doc.id}, &doc)
+            .await
+            .map_err(unavailable)?;
+        Ok(result.matched_count > 0)
+    }
+
+    pub(super) async fn delete_book(&self, id: u64) -> Result<Option<Book>, Error> {
+        let Ok(id) = i64::try_from(id) else { return Ok(None) };
+        let removed = self
+            .books()
+            .find_one_and_delete(doc! {"_id": id})
+            .await
+            .map_err(unavailable)?;
+        Ok(removed.map(BookDoc::into_book))
+    }
+
+    pub(super) async fn find_user(&self, username: &str) -> Result<Option<UserRecord>, Error> {
+        let found = self
+            .users()
+            .find_one(doc! {"username": username})
+            .await
+            .map_err(unavailable)?;
+        Ok(found.map(|u| UserRecord {
+            username: u.username,
+            fullname: u.fullname,
+            email: u.email,
+            password_hash: u.password_hash,
+            role: u.role,
+            created: shared_proto::timestamp::rfc3339_from_millis(u.created.timestamp_millis()),
+        }))
+    }
+
+    pub(super) async fn create_user(&self, user: UserRecord) -> Result<(), CreateUserError> {
+        self.ensure_indexes().await?;
+        let created = time::OffsetDateTime::parse(&user.created, &time::format_description::well_known::Rfc3339)
+            .map(|t| DateTime::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64))
+            .unwrap_or_else(|_| DateTime::now());
+        let doc = UserDoc {
+            id: Some(ObjectId::new()),
+            username: user.username,
+            fullname: user.fullname,
+            email: user.email,
+            password_hash: user.password_hash,
+            role: user.role,
+            created,
+        };
+        match self.users().insert_one(doc).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(CreateUserError::Taken),
+            Err(e) => Err(CreateUserError::Store(unavailable(e))),
+        }
+    }
+}
