@@ -149,6 +149,7 @@ for (const mode of MODES) {
     try {
       browser = await chromium.launch({ executablePath: exe, args: CHROMIUM_ARGS, headless: true });
       await scenario(stack, browser, contexts, pages, mode);
+      if (process.env.E2E_SCREENSHOTS === 'always') await screenshotAll(pages, `${mode}-ok`);
     } catch (err) {
       await screenshotAll(pages, mode);
       err.message += `\n(screenshots in e2e/screenshots/${mode}-*.png)\n${stack.logs()}`;
@@ -207,6 +208,7 @@ async function scenario(stack, browser, contexts, pages, mode) {
     const started = await post(pages.aBook, text);
     await Promise.all(waits);
     const elapsed = Date.now() - started;
+    console.log(`# book comment visible in both book windows ${elapsed} ms after the click`);
     assert.ok(elapsed <= LIVE_MS + 200, `took ${elapsed} ms`);
     await new Promise((r) => setTimeout(r, ABSENT_MS));
     assert.equal(await countText(pages.aIndex, text), 0, 'not on /view (A)');
@@ -231,7 +233,9 @@ async function scenario(stack, browser, contexts, pages, mode) {
     const waits = [waitText(pages.aIndex, text), waitText(pages.bIndex, text)];
     const started = await post(pages.bIndex, text);
     await Promise.all(waits);
-    assert.ok(Date.now() - started <= LIVE_MS + 200);
+    const elapsed = Date.now() - started;
+    console.log(`# index comment visible in both /view windows ${elapsed} ms after the click`);
+    assert.ok(elapsed <= LIVE_MS + 200, `took ${elapsed} ms`);
     await new Promise((r) => setTimeout(r, ABSENT_MS));
     assert.equal(await countText(pages.aBook, text), 0, 'not on the book (A)');
     assert.equal(await countText(pages.bBook, text), 0, 'not on the book (B)');

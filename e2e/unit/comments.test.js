@@ -53,7 +53,8 @@ test('insertionIndex keeps seq order', () => {
 
 test('formatTime falls back to the raw value', () => {
   assert.equal(formatTime('nonsense'), 'nonsense');
-  assert.ok(formatTime('2024-02-02T09:42:10.250Z').length > 0);
+  assert.equal(formatTime('2024-02-02T09:42:10.250Z'), '2024-02-02 09:42 UTC');
+  assert.equal(formatTime('2024-02-02T23:59:59.999+03:00'), '2024-02-02 20:59 UTC');
 });
 
 // ---------------------------------------------------------------- fakes

@@ -70,15 +70,14 @@ export function insertionIndex(seqs, seq) {
   return lo;
 }
 
-/** A display form of an RFC 3339 time (local time, short); the raw value when unparsable. */
-export function formatTime(iso, locale) {
+/**
+ * A display form of an RFC 3339 time, the same as the server-rendered comments
+ * ("2024-02-02 09:42 UTC"); the raw value when unparsable.
+ */
+export function formatTime(iso) {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return String(iso ?? '');
-  try {
-    return d.toLocaleString(locale, { dateStyle: 'short', timeStyle: 'short' });
-  } catch {
-    return d.toISOString();
-  }
+  return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
 function defaultUuid() {
@@ -472,7 +471,9 @@ export class DomView {
       this.state = doc.createElement('div');
       this.state.className = 'conn-state';
       this.state.setAttribute('role', 'status');
-      root.prepend(this.state);
+      const heading = root.querySelector('h1, h2, h3');
+      if (heading && heading.parentElement === root) heading.after(this.state);
+      else root.prepend(this.state);
     }
     this.form = root.querySelector('form.comment-form');
     this.textarea = this.form ? this.form.querySelector('textarea[name="text"], textarea') : null;
