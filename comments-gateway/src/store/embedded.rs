@@ -64,7 +64,17 @@ impl EmbeddedStore {
     pub fn open(dir: &Path, demo_dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("comments.redb");
-        let db = Database::create(&path).with_context(|| format!("opening {}", path.display()))?;
+        // A previous instance in this process may still be letting go of the file.
+        let mut attempts = 0;
+        let db = loop {
+            match Database::create(&path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other.with_context(|| format!("opening {}", path.display()))?,
+            }
+        };
         let store = Self { db: Arc::new(db) };
         let empty = {
             let txn = store.db.begin_write()?;

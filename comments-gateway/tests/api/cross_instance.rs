@@ -1,0 +1,149 @@
+//! Two instances sharing one Redis and one MongoDB behave as one.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn collect_comments(client: &mut Client, count: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let frame = client.recv().await;
+        if frame["type"] == "comment" {
+            out.push(frame["payload"].clone());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_on_two_instances_reach_everyone_once_in_order() {
+    let backends = Backends::shared();
+    let a = spawn_app(&backends).await;
+    let b = spawn_app(&backends).await;
+    let mut readers = Vec::new();
+    for app in [&a, &b, &a, &b] {
+        let mut reader = app.client(None).await;
+        reader.subscribe("index").await;
+        readers.push(reader);
+    }
+    const EACH: usize = 25;
+    let mut posters = Vec::new();
+    for (i, app) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let mut poster = app.client(Some(&user_token(&format!("user{i}")))).await;
+        poster.subscribe("index").await;
+        posters.push(poster);
+    }
+    let tasks: Vec<_> = posters
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut poster)| {
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for n in 0..EACH {
+                    let reply = poster
+                        .request("post", json!({"room": "index", "text": format!("p{i}-{n}"), "clientId": format!("k{n}")}))
+                        .await;
+                    assert_eq!(reply["type"], "ack", "{reply}");
+                    acked.push(reply["payload"]["comment"]["seq"].as_u64().expect("seq"));
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut all_acked = Vec::new();
+    for task in tasks {
+        all_acked.extend(task.await.expect("poster"));
+    }
+    all_acked.sort_unstable();
+    let total = EACH * 4;
+    assert_eq!(all_acked, (1..=total as u64).collect::<Vec<_>>(), "seqs are dense and unique");
+
+    for reader in &mut readers {
+        let got = collect_comments(reader, total).await;
+        let got_seqs: Vec<u64> = got.iter().map(|c| c["seq"].as_u64().expect("seq")).collect();
+        assert_eq!(got_seqs, (1..=total as u64).collect::<Vec<_>>(), "in order, none missing, none twice");
+        reader.silent_for(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_since_on_another_instance_after_a_drop() {
+    let backends = Backends::shared();
+    let a = spawn_app(&backends).await;
+    let b = spawn_app(&backends).await;
+    let mut jd = a.client(Some(&user_token("JD"))).await;
+    jd.subscribe("42").await;
+    let mut reader = a.client(None).await;
+    reader.subscribe("42").await;
+    jd.post("42", "one").await;
+    jd.post("42", "two").await;
+    let seen = collect_comments(&mut reader, 2).await;
+    let last = seen[1]["seq"].as_u64().expect("seq");
+    reader.close().await;
+
+    jd.post("42", "three").await;
+    jd.post("42", "four").await;
+
+    let mut back = b.client(None).await;
+    let resumed = back.request("subscribe", json!({"room": "42", "since": last})).await;
+    let texts: Vec<&str> = resumed["payload"]["comments"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["text"].as_str())
+        .collect();
+    assert_eq!(texts, vec!["three", "four"]);
+    jd.post("42", "five").await;
+    let live = collect_comments(&mut back, 1).await;
+    assert_eq!(live[0]["text"], "five");
+    back.silent_for(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_notices_reach_every_instance() {
+    let backends = Backends::shared();
+    let a = spawn_app(&backends).await;
+    let b = spawn_app(&backends).await;
+    let mut in_room_b = b.client(None).await;
+    in_room_b.subscribe("1").await;
+    let mut elsewhere_a = a.client(None).await;
+    elsewhere_a.subscribe("2").await;
+    let mut idle_b = b.client(None).await;
+
+    assert_eq!(a.notice(None, json!({"text": "hi"})).await, 401);
+    assert_eq!(a.notice(Some("wrong"), json!({"text": "hi"})).await, 401);
+
+    assert_eq!(a.notice(Some(ADMIN_TOKEN), json!({"text": "to room 1", "room": "1"})).await, 202);
+    let notice = in_room_b.recv().await;
+    assert_eq!(notice["type"], "notice");
+    assert_eq!(notice["payload"], json!({"text": "to room 1", "from": "admin", "room": "1"}));
+
+    assert_eq!(a.notice(Some(ADMIN_TOKEN), json!({"text": "everyone"})).await, 202);
+    for client in [&mut in_room_b, &mut elsewhere_a, &mut idle_b] {
+        let notice = client.recv().await;
+        assert_eq!(notice["payload"], json!({"text": "everyone", "from": "admin"}));
+    }
+    elsewhere_a.silent_for(Duration::from_millis(200)).await;
+    assert_eq!(a.notice(Some(ADMIN_TOKEN), json!({"text": ""})).await, 400);
+    assert_eq!(a.notice(Some(ADMIN_TOKEN), json!({"text": "x", "room": "a/b"})).await, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_reach_subscribers_on_other_instances() {
+    let backends = Backends::shared();
+    let a = spawn_app(&backends).await;
+    let b = spawn_app(&backends).await;
+    let mut jd = a.client(Some(&user_token("JD"))).await;
+    jd.subscribe("8").await;
+    let mut reader = b.client(None).await;
+    reader.subscribe("8").await;
+    let comment = jd.post("8", "soon gone").await;
+    assert_eq!(collect_comments(&mut reader, 1).await[0]["id"], comment["id"]);
+    let reply = jd.request("delete", json!({"room": "8", "id": comment["id"]})).await;
+    assert_eq!(reply["type"], "ack");
+    let gone = reader.recv().await;
+    assert_eq!(gone["type"], "comment_deleted");
+    assert_eq!(gone["payload"]["id"], comment["id"]);
+}
