@@ -191,12 +191,27 @@ async function scenario(stack, browser, contexts, pages, mode) {
   pages.bBook = await openLive(ctxB, bookUrl);
   pages.bIndex = await openLive(ctxB, `${base}/view`);
   for (const [name, p] of Object.entries(pages)) {
+    if (name.startsWith('anon')) continue;
     const room = await p.getAttribute('#comments', 'data-room');
     assert.equal(room, name.endsWith('Index') ? 'index' : String(bookId), `${name} data-room`);
     assert.equal(await p.getAttribute('#comments', 'data-username'),
       name.startsWith('a') ? userA.username : userB.username, `${name} data-username`);
   }
+  // a signed-out visitor reads live, without a form
+  const ctxAnon = await browser.newContext();
+  contexts.push(ctxAnon);
+  pages.anonBook = await openLive(ctxAnon, bookUrl);
+  assert.equal(await pages.anonBook.locator('#comments form.comment-form:visible').count(), 0, 'no form when signed out');
+
   if (mode === 'embedded') {
+    // the demo users' committed argon2 hashes verify in the real library (password = username)
+    for (const username of ['JD', 'BadComedian', 'Admin']) {
+      const r = await ctxAnon.request.post(`${base}/api/v1/user/login`, {
+        data: { username, password: username }, headers: { Origin: base, Accept: 'application/json' },
+      });
+      assert.equal(r.status(), 201, `demo login ${username}: ${await r.text()}`);
+    }
+    await ctxAnon.clearCookies();
     // demo comments are server-rendered with their seq
     assert.ok((await seqsOf(pages.bBook)).length >= 2, 'demo comments of book 1 on the page');
     assert.ok((await seqsOf(pages.aIndex)).length >= 3, 'demo comments of index on the page');
@@ -204,7 +219,7 @@ async function scenario(stack, browser, contexts, pages, mode) {
 
   await step('a comment on the book reaches both book windows within 1 s, never /view', async () => {
     const text = `book comment ${tag} 1`;
-    const waits = [waitText(pages.aBook, text), waitText(pages.bBook, text)];
+    const waits = [waitText(pages.aBook, text), waitText(pages.bBook, text), waitText(pages.anonBook, text)];
     const started = await post(pages.aBook, text);
     await Promise.all(waits);
     const elapsed = Date.now() - started;
@@ -218,6 +233,8 @@ async function scenario(stack, browser, contexts, pages, mode) {
     // own comment: right-aligned for its author, not for the other user
     const mine = await describeComment(pages.aBook, text);
     const theirs = await describeComment(pages.bBook, text);
+    const anon = await describeComment(pages.anonBook, text);
+    assert.ok(!anon.own && !anon.rightAligned, `not own when signed out: ${JSON.stringify(anon)}`);
     assert.equal(mine.own, true, `own in A: ${JSON.stringify(mine)}`);
     assert.equal(mine.rightAligned, true, `right-aligned in A: ${JSON.stringify(mine)}`);
     assert.equal(theirs.own, false, `not own in B: ${JSON.stringify(theirs)}`);
