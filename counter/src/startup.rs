@@ -86,8 +86,9 @@ impl Application {
             result = &mut server => result?,
             () = shutdown => {
                 tracing::info!("stopping: finishing in-flight requests");
-                handle.stop(true).await;
-                server.await?;
+                // The server future must keep being polled while it drains.
+                let ((), result) = tokio::join!(handle.stop(true), &mut server);
+                result?;
             }
         }
         Ok(())

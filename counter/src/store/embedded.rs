@@ -23,8 +23,20 @@ struct IncrRequest {
 /// A redb-backed store.
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    writer: mpsc::Sender<IncrRequest>,
+    writer: Option<mpsc::Sender<IncrRequest>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
+}
+
+impl Drop for EmbeddedStore {
+    /// Stops the writer and waits for it, so the file is closed when the store is gone
+    /// (an in-process restart can open it again at once).
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl EmbeddedStore {
@@ -32,7 +44,7 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("counts.redb");
-        let db = Arc::new(Database::create(&path)?);
+        let db = Arc::new(open_database(&path)?);
         {
             let txn = db.begin_write()?;
             txn.open_table(COUNTS)?;
@@ -40,10 +52,15 @@ impl EmbeddedStore {
         }
         let (writer, requests) = mpsc::channel(MAX_BATCH * 4);
         let writer_db = Arc::clone(&db);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("counter-writer".to_owned())
             .spawn(move || write_loop(&writer_db, requests))?;
-        Ok(Self { db, writer, path })
+        Ok(Self {
+            db,
+            writer: Some(writer),
+            thread: Some(thread),
+            path,
+        })
     }
 
     /// The database file.
@@ -54,7 +71,11 @@ impl EmbeddedStore {
     /// Adds one view, durably, and returns the new count.
     pub async fn incr(&self, id: &BookId) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer
+        let writer = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("writer stopped".to_owned()))?;
+        writer
             .send(IncrRequest {
                 id: id.clone(),
                 reply,
@@ -80,6 +101,22 @@ impl EmbeddedStore {
                     .map_err(|e| unavailable(&e))
             })
             .collect()
+    }
+}
+
+/// Opens the file, waiting up to two seconds while a previous instance in this process
+/// (an in-process restart) still has it open.
+fn open_database(path: &Path) -> anyhow::Result<Database> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match Database::create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

@@ -1,0 +1,8 @@
+//! Integration tests of the counter against real servers (redis-server) and the embedded store.
+
+mod bad_input;
+mod counting;
+mod embedded;
+mod health;
+mod helpers;
+mod redis_faults;
