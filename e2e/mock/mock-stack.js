@@ -182,6 +182,11 @@ class Conn {
       }
       return this.send('subscribed', { room: p.room, comments, truncated }, ref);
     }
+    if (msg.type === 'history') {
+      const older = roomList(p.room).filter((c) => c.seq < p.before);
+      const comments = older.slice(-(p.limit || 50));
+      return this.send('history', { room: p.room, comments, more: older.length > comments.length }, ref);
+    }
     if (msg.type === 'post') {
       if (!this.user) return this.send('error', { code: 'unauthorized', message: 'sign in' }, ref);
       if (!this.rooms.has(p.room)) return this.send('error', { code: 'not_subscribed', message: 'subscribe first' }, ref);

@@ -315,6 +315,17 @@ async function scenario(stack, browser, contexts, pages, mode) {
     for (const text of [...missed, queued]) assert.equal(await countText(pages.bIndex, text), 0);
   });
 
+  await step('the older-comments button asks the gateway for history', async () => {
+    const p = pages.aBook;
+    const before = await seqsOf(p);
+    await p.evaluate(() => window.__comments.client.view.setMore(true));
+    await p.locator('#comments .comment-older').click();
+    // everything is already on the page: the gateway answers `more: false` and the button hides
+    await p.waitForFunction(() => document.querySelector('#comments .comment-older').hidden, null, { timeout: 5000 });
+    assert.deepEqual(await seqsOf(p), before);
+    assert.equal(await p.evaluate(() => document.querySelector('#comments .comment-error')?.textContent || ''), '');
+  });
+
   for (const [name, p] of Object.entries(pages)) {
     assert.deepEqual(p.__errors || [], [], `no script errors in ${name}`);
   }

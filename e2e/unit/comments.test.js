@@ -324,3 +324,29 @@ test('notice and unsolicited errors reach the view; not_subscribed resubscribes 
   assert.equal(ws.last('post').payload.clientId, p.payload.clientId);
   assert.equal(ws.sent.filter((m) => m.type === 'post').length, 2);
 });
+
+test('older comments: history before the lowest seq, more=false hides the button', async () => {
+  const env = makeEnv({ initial: [comment(51), comment(52)] });
+  const more = [];
+  env.view.setMore = (m) => more.push(m);
+  env.view.lowestSeq = () => Math.min(...env.view.comments.map((c) => c.seq));
+  const { ws } = await connectLive(env);
+  assert.equal(env.client.loadOlder(), true);
+  assert.equal(env.client.loadOlder(), false, 'one request at a time');
+  const h = ws.last('history');
+  assert.deepEqual(h.payload, { room: '1', before: 51, limit: 50 });
+  ws.emit('history', { room: '1', comments: [comment(1), comment(50)], more: false }, h.ref);
+  assert.deepEqual(env.view.comments.map((c) => c.seq), [51, 52, 1, 50]); // the DOM view sorts by seq
+  assert.deepEqual(more, [false]);
+  assert.equal(env.client.lastSeq, 52, 'history never moves since backwards');
+});
+
+test('subscribe without since: truncated means older comments exist', async () => {
+  const env = makeEnv();
+  const more = [];
+  env.view.setMore = (m) => more.push(m);
+  await connectLive(env, { backlog: [comment(60)] });
+  const ws = env.sockets[0];
+  ws.emit('subscribed', { room: '1', comments: [comment(60)], truncated: true }, ws.last('subscribe').ref);
+  assert.deepEqual(more, [true]);
+});

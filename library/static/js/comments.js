@@ -132,6 +132,7 @@ export class CommentsClient {
     this.lastSeq = 0; // highest seq seen in this room
     this.pending = []; // un-acked posts, oldest first: {ref, clientId, text, sentAt, timer}
     this.sinceMode = false; // the current subscribe carries `since`
+    this.historyRef = null; // ref of the history request in flight
     this.draft = null; // {clientId, text} of a post refused or failed, reused on a retry of the same text
 
     for (const c of this.view.initialComments()) {
@@ -248,6 +249,7 @@ export class CommentsClient {
     this.socket = null;
     this.subscribed = false;
     this.subscribeRef = null;
+    this.historyRef = null;
     this.clearTimers();
     // Un-acked posts stay queued; their ack timers are moot until we are back.
     for (const p of this.pending) this.clearAckTimer(p);
@@ -326,6 +328,7 @@ export class CommentsClient {
           this.subscribe();
           break;
         }
+        if (p.truncated && this.view.setMore) this.view.setMore(true); // latest page only: older exist
         this.subscribed = true;
         this.attempt = 0;
         this.setState('live');
@@ -334,6 +337,12 @@ export class CommentsClient {
         break;
       case 'comment':
         this.addComment(p);
+        break;
+      case 'history':
+        if (p.room !== this.room) break;
+        this.historyRef = null;
+        for (const c of p.comments || []) this.addComment(c);
+        if (this.view.setMore) this.view.setMore(!!p.more);
         break;
       case 'comment_deleted':
         if (p.room === this.room && p.id) this.view.removeComment(p.id);
@@ -351,6 +360,15 @@ export class CommentsClient {
       default:
         break;
     }
+  }
+
+  /** Asks for the comments before the oldest one on the page (the "older comments" button). */
+  loadOlder() {
+    if (!this.subscribed || this.historyRef) return false;
+    const before = this.view.lowestSeq ? this.view.lowestSeq() : null;
+    if (!before) return false;
+    this.historyRef = this.ref();
+    return this.send('history', { room: this.room, before, limit: 50 }, this.historyRef);
   }
 
   keepalive() {
@@ -430,6 +448,11 @@ export class CommentsClient {
   onError(ref, payload) {
     const message = String(payload.message || payload.code || 'error');
     const code = payload.code;
+    if (ref && ref === this.historyRef) {
+      this.historyRef = null;
+      this.view.showError(`Cannot load older comments: ${message}`);
+      return;
+    }
     if (ref && ref === this.subscribeRef) {
       this.view.showError(`Cannot load live comments: ${message}`);
       return;
@@ -507,6 +530,31 @@ export class DomView {
 
   items() {
     return [...this.list.querySelectorAll(':scope > .comment')];
+  }
+
+  lowestSeq() {
+    let low = null;
+    for (const el of this.items()) {
+      const seq = parseSeq(el.dataset.seq);
+      if (seq && (low === null || seq < low)) low = seq;
+    }
+    return low;
+  }
+
+  /** Shows or hides the "older comments" button (the template says data-more="true"). */
+  setMore(more) {
+    this.root.dataset.more = more ? 'true' : 'false';
+    if (!this.olderButton) {
+      if (!more) return;
+      const button = this.doc.createElement('button');
+      button.type = 'button';
+      button.className = 'comment-older secondary';
+      button.textContent = 'Show older comments';
+      button.addEventListener('click', () => { if (this.onOlder) this.onOlder(); });
+      this.list.before(button);
+      this.olderButton = button;
+    }
+    this.olderButton.hidden = !more;
   }
 
   initialComments() {
@@ -685,6 +733,8 @@ export function init(doc = globalThis.document, win = globalThis.window) {
     view,
   });
   view.setCanPost(!!username, false);
+  view.onOlder = () => client.loadOlder();
+  if (root.dataset.more === 'true') view.setMore(true);
   if (view.form) {
     view.form.addEventListener('submit', (event) => {
       event.preventDefault();
