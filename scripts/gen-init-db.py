@@ -137,10 +137,14 @@ def comments_js(comments, usernames):
         if not text or len(text) > 2000:
             raise DataError(f"{what}: text must be 1..2000 code points after trimming")
         parse_time(c["createdAt"], what + ".createdAt")
+        earlier = rooms.get(c["room"])
+        if earlier and earlier[-1][0] > c["createdAt"]:
+            # Embedded loaders insert in file order: keep file order == createdAt order.
+            raise DataError(f"{what}: comments of room {c['room']!r} must be listed in createdAt order")
         rooms.setdefault(c["room"], []).append((c["createdAt"], n, c))
     lines = []
     for room in sorted(rooms, key=lambda r: (r != "index", r)):
-        # seq 1..n in createdAt order (stable for equal times: file order)
+        # seq 1..n in file order, which is createdAt order (checked above)
         for seq, (_, _, c) in enumerate(sorted(rooms[room], key=lambda t: (t[0], t[1])), start=1):
             lines.append(
                 "  {"
