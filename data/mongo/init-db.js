@@ -5,8 +5,10 @@
 
 db = db.getSiblingDB('library');
 
-db.users.createIndex({ username: 1 }, { unique: true });
-db.comments.createIndex({ room: 1, seq: 1 }, { unique: true });
+// Index names must equal the ones the services create at start-up (library: username_1,
+// comments-gateway: room_seq): MongoDB refuses the same keys under another name (code 85).
+db.users.createIndex({ username: 1 }, { unique: true, name: "username_1" });
+db.comments.createIndex({ room: 1, seq: 1 }, { unique: true, name: "room_seq" });
 
 db.users.insertMany([
   { _id: ObjectId("344f691e123d0809732dff8d"), username: "JD", fullname: "John Doe", email: "jd@example.com", passwordHash: "$argon2id$v=19$m=19456,t=2,p=1$A2DIZK1ZjmA0OgbRgGv1Ug$3fcRX01R9AEw2RcbKSKj3s2uzrYME77leinDRrTD2ow", role: "user", created: new Date("2024-01-10T09:00:00.000Z") },

@@ -121,8 +121,9 @@ async function httpOk(url) {
 /**
  * Starts everything. mode 'servers': private redis-server + SecantusDB, MONGO_URL/REDIS_URL set;
  * mode 'embedded': neither, the services use their embedded stores (and load the demo data).
+ * beforeServices({mongoBase, mongoUrl, redisUrl, db}) runs once the stores are up.
  */
-export async function startStack({ mode = 'servers', label = mode } = {}) {
+export async function startStack({ mode = 'servers', label = mode, beforeServices = null } = {}) {
   const logDir = path.join(RESULTS_DIR, label);
   mkdirSync(logDir, { recursive: true });
   if (mode === 'mock') return startMock(logDir);
@@ -167,6 +168,8 @@ export async function startStack({ mode = 'servers', label = mode } = {}) {
     }
     const mongoUrl = (db) => (mongoBase ? `${mongoBase}/${db}?directConnection=true` : '');
     const db = `e2e_${randomBytes(4).toString('hex')}`;
+    // e.g. seed the database the way the compose file does, before any service touches it
+    if (beforeServices) await beforeServices({ mongoBase, mongoUrl: mongoUrl(db), redisUrl, db });
 
     const [counterPort, libraryPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
     const counterUrl = `http://127.0.0.1:${counterPort}`;
