@@ -72,10 +72,11 @@ pub struct Application {
 
 fn limiter(settings: &Settings) -> Option<Arc<PostLimiter>> {
     let burst = NonZeroU32::new(settings.post_burst)?;
-    if !(settings.post_rate_per_sec > 0.0) || !settings.post_rate_per_sec.is_finite() {
+    let rate = settings.post_rate_per_sec;
+    if rate.is_nan() || rate <= 0.0 || !rate.is_finite() {
         return None;
     }
-    let period = Duration::from_secs_f64(1.0 / settings.post_rate_per_sec);
+    let period = Duration::from_secs_f64(1.0 / rate);
     let quota = Quota::with_period(period)?.allow_burst(burst);
     Some(Arc::new(RateLimiter::keyed(quota)))
 }

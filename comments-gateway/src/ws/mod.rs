@@ -94,7 +94,8 @@ async fn run_connection(state: Arc<AppState>, mut session: Session, stream: acti
     state.metrics.connections.dec();
     span.in_scope(|| tracing::debug!(?reason, "connection closed"));
     if let Some(reason) = reason {
-        let _ = session.close(Some(reason)).await;
+        // A peer that does not read cannot take the close frame either: give up after a while.
+        let _ = tokio::time::timeout(CLOSE_GRACE, session.close(Some(reason))).await;
     }
 }
 
@@ -150,19 +151,23 @@ impl Connection {
                 _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
                 _ = ctl.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
                 Some(frame) = rx.recv() => {
-                    if session.text(frame).await.is_err() {
-                        return None;
-                    }
+                    let mut next = Some(frame);
                     // Hand over what else is queued while we are here.
                     for _ in 0..64 {
-                        match rx.try_recv() {
-                            Ok(frame) => {
-                                if session.text(frame).await.is_err() {
+                        let Some(frame) = next.take() else { break };
+                        // A peer that does not read blocks this send: the overflow kick,
+                        // shutdown and the heartbeat deadline still get through.
+                        tokio::select! {
+                            sent = session.text(frame) => {
+                                if sent.is_err() {
                                     return None;
                                 }
                             }
-                            Err(_) => break,
+                            _ = ctl.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
+                            _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
+                            _ = tokio::time::sleep(heartbeat * 2) => return close(CloseCode::Policy, "peer does not read"),
                         }
+                        next = rx.try_recv().ok();
                     }
                 }
                 msg = stream.recv() => {

@@ -312,3 +312,54 @@ async fn silent_peers_are_dropped_after_two_heartbeats() {
     alive.silent_for(Duration::from_millis(900)).await;
     assert_eq!(alive.request("ping", json!({})).await["type"], "pong");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_cannot_keep_up_is_closed_with_1013() {
+    let mut settings = settings(&Backends::mongo_only());
+    settings.client_queue_max = 8;
+    let app = spawn_with(settings).await;
+    // A tiny receive buffer, and then no reading: the server's queue fills up.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket
+        .connect(format!("127.0.0.1:{}", app.port).parse().expect("addr"))
+        .await
+        .expect("connects");
+    let (mut slow, _) = tokio_tungstenite::client_async(app.ws_url(None), stream).await.expect("upgrade");
+    let mut fast = app.client(None).await;
+    let fast_reader = tokio::spawn(async move {
+        for _ in 0..1200 {
+            assert_eq!(fast.until("notice").await["type"], "notice");
+        }
+    });
+
+    // 8 KB per notice (2000 four-byte code points): more than the kernel buffers hold.
+    let text = "😀".repeat(2000);
+    let client = reqwest::Client::new();
+    for _ in 0..1200 {
+        let status = client
+            .post(app.http("/admin/notice"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"text": text}))
+            .send()
+            .await
+            .expect("answers")
+            .status();
+        assert_eq!(status.as_u16(), 202);
+    }
+    fast_reader.await.expect("the client that keeps up gets every notice");
+    use futures_util::StreamExt;
+    let mut code = None;
+    let mut frames = 0;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(WAIT, slow.next()).await {
+        frames += 1;
+        if let Message::Close(frame) = msg {
+            code = frame.map(|f| u16::from(f.code));
+            break;
+        }
+    }
+    let metrics0 = reqwest::get(app.http("/metrics")).await.expect("answers").text().await.expect("text");
+    assert_eq!(code, Some(1013), "after {frames} frames; {metrics0}");
+    let metrics = reqwest::get(app.http("/metrics")).await.expect("answers").text().await.expect("text");
+    assert!(metrics.contains("gateway_slow_client_closes_total{service=\"comments-gateway\"} 1"), "{metrics}");
+}
