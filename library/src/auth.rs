@@ -41,7 +41,11 @@ impl SessionUser {
 pub fn session_key(secret: &str) -> anyhow::Result<Key> {
     let mut out = [0u8; 64];
     Argon2::default()
-        .hash_password_into(secret.as_bytes(), b"library-session-cookie-key-v1", &mut out)
+        .hash_password_into(
+            secret.as_bytes(),
+            b"library-session-cookie-key-v1",
+            &mut out,
+        )
         .map_err(|e| anyhow::anyhow!("cannot derive the session key: {e}"))?;
     Ok(Key::from(&out))
 }
@@ -65,7 +69,11 @@ pub async fn verify_password(password: String, stored: Option<String>) -> bool {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let ok = PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false);
         known && ok
     })
@@ -116,7 +124,11 @@ pub fn sign_out(session: &Session) {
 }
 
 fn new_token() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// The session's CSRF token for forms, created on first use.
@@ -135,7 +147,9 @@ pub fn csrf_token(session: &Session) -> String {
 pub fn check_csrf(session: &Session, sent: Option<&str>) -> Result<(), Error> {
     let expected = session.get::<String>(CSRF_KEY).ok().flatten();
     match (expected, sent) {
-        (Some(expected), Some(sent)) if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => Ok(()),
+        (Some(expected), Some(sent)) if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => {
+            Ok(())
+        }
         _ => Err(Error::Forbidden(
             "the form expired or came from another site; reload the page and try again".into(),
         )),

@@ -45,7 +45,11 @@ impl AppState {
 
     /// One book with its view count (no increment), or 404.
     pub async fn book_with_views(&self, id: u64) -> Result<Book, Error> {
-        let mut book = self.store.get_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
+        let mut book = self
+            .store
+            .get_book(id)
+            .await?
+            .ok_or_else(|| Error::book_not_found(id))?;
         let counts = self.counter.counts(&[id]).await;
         if !counts.is_empty() {
             book.views = Some(counts.get(&id).copied().unwrap_or(0));
@@ -83,7 +87,11 @@ impl AppState {
     /// Updates a book: fields sent replace the stored ones, files sent replace the old files.
     pub async fn update_book(&self, id: u64, upload: BookUpload) -> Result<Book, Error> {
         let result = async {
-            let existing = self.store.get_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
+            let existing = self
+                .store
+                .get_book(id)
+                .await?
+                .ok_or_else(|| Error::book_not_found(id))?;
             let fields = upload.fields.clone().validate(false)?;
             let mut updated = existing.clone();
             if let Some(title) = fields.title {
@@ -133,7 +141,11 @@ impl AppState {
 
     /// Deletes a book and its files.
     pub async fn delete_book(&self, id: u64) -> Result<Book, Error> {
-        let book = self.store.delete_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
+        let book = self
+            .store
+            .delete_book(id)
+            .await?
+            .ok_or_else(|| Error::book_not_found(id))?;
         for name in [&book.file_name_cover, &book.file_name_book] {
             if !name.is_empty() {
                 uploads::remove_stored(&self.uploads, name).await;
@@ -145,8 +157,14 @@ impl AppState {
 
     /// The book file as an attachment under its original name, or 404.
     pub async fn download(&self, req: &HttpRequest, id: u64) -> Result<HttpResponse, Error> {
-        let book = self.store.get_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
-        let file = self.open_stored(&book.file_name_book, "this book has no file").await?;
+        let book = self
+            .store
+            .get_book(id)
+            .await?
+            .ok_or_else(|| Error::book_not_found(id))?;
+        let file = self
+            .open_stored(&book.file_name_book, "this book has no file")
+            .await?;
         let original = if book.file_original_book.is_empty() {
             book.file_name_book.clone()
         } else {
@@ -164,15 +182,22 @@ impl AppState {
 
     /// The cover image; anything that is not a raster image is sent as a download.
     pub async fn cover(&self, req: &HttpRequest, id: u64) -> Result<HttpResponse, Error> {
-        let book = self.store.get_book(id).await?.ok_or_else(|| Error::book_not_found(id))?;
-        let file = self.open_stored(&book.file_name_cover, "this book has no cover").await?;
+        let book = self
+            .store
+            .get_book(id)
+            .await?
+            .ok_or_else(|| Error::book_not_found(id))?;
+        let file = self
+            .open_stored(&book.file_name_cover, "this book has no cover")
+            .await?;
         let mime = mime_guess::from_path(&book.file_name_cover).first_or_octet_stream();
         let image = mime.type_() == "image" && mime.subtype() != "svg";
         let file = if image {
-            file.set_content_type(mime).set_content_disposition(ContentDisposition {
-                disposition: DispositionType::Inline,
-                parameters: vec![],
-            })
+            file.set_content_type(mime)
+                .set_content_disposition(ContentDisposition {
+                    disposition: DispositionType::Inline,
+                    parameters: vec![],
+                })
         } else {
             file.set_content_type(mime_guess::mime::APPLICATION_OCTET_STREAM)
                 .set_content_disposition(uploads::attachment(&book.file_original_cover))
@@ -186,7 +211,8 @@ impl AppState {
     }
 
     async fn open_stored(&self, name: &str, missing: &str) -> Result<NamedFile, Error> {
-        let path = uploads::stored_path(&self.uploads, name).ok_or_else(|| Error::NotFound(missing.to_owned()))?;
+        let path = uploads::stored_path(&self.uploads, name)
+            .ok_or_else(|| Error::NotFound(missing.to_owned()))?;
         NamedFile::open(&path).map_err(|e| {
             tracing::warn!(file = %path.display(), error = %e, "stored file missing");
             Error::NotFound(missing.to_owned())

@@ -52,7 +52,11 @@ impl CounterClient {
     pub async fn counts(&self, ids: &[u64]) -> BTreeMap<u64, u64> {
         let mut all = BTreeMap::new();
         for chunk in ids.chunks(MAX_IDS) {
-            let list = chunk.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+            let list = chunk
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             let url = format!("{}/counter", self.base);
             let result = async {
                 let response = self

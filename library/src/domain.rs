@@ -57,19 +57,30 @@ pub struct NewUser {
 
 impl NewUser {
     /// Validates sign-up fields.
-    pub fn parse(username: &str, fullname: &str, email: &str, password: &str) -> Result<Self, Error> {
-        let username =
-            Username::parse(username.trim()).map_err(|e| Error::BadRequest(format!("invalid username: {e}")))?;
+    pub fn parse(
+        username: &str,
+        fullname: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Self, Error> {
+        let username = Username::parse(username.trim())
+            .map_err(|e| Error::BadRequest(format!("invalid username: {e}")))?;
         let fullname = fullname.trim();
         if fullname.is_empty() || fullname.chars().count() > 100 {
-            return Err(Error::BadRequest("fullname must be 1..100 characters".into()));
+            return Err(Error::BadRequest(
+                "fullname must be 1..100 characters".into(),
+            ));
         }
         let email = email.trim();
         if !valid_email(email) {
-            return Err(Error::BadRequest("email must look like name@example.com".into()));
+            return Err(Error::BadRequest(
+                "email must look like name@example.com".into(),
+            ));
         }
         if password.is_empty() || password.chars().count() > 1024 {
-            return Err(Error::BadRequest("password must be 1..1024 characters".into()));
+            return Err(Error::BadRequest(
+                "password must be 1..1024 characters".into(),
+            ));
         }
         Ok(Self {
             username,
@@ -108,20 +119,34 @@ impl BookFields {
     pub fn validate(self, creating: bool) -> Result<Self, Error> {
         let title = self.title.map(|t| t.trim().to_owned());
         match &title {
-            Some(t) if t.is_empty() => return Err(Error::BadRequest("title must not be empty".into())),
+            Some(t) if t.is_empty() => {
+                return Err(Error::BadRequest("title must not be empty".into()));
+            }
             Some(t) if t.chars().count() > MAX_SHORT_FIELD => {
-                return Err(Error::BadRequest(format!("title must be at most {MAX_SHORT_FIELD} characters")));
+                return Err(Error::BadRequest(format!(
+                    "title must be at most {MAX_SHORT_FIELD} characters"
+                )));
             }
             None if creating => return Err(Error::BadRequest("title is required".into())),
             _ => {}
         }
         let authors = self.authors.map(|a| a.trim().to_owned());
-        if authors.as_ref().is_some_and(|a| a.chars().count() > MAX_SHORT_FIELD) {
-            return Err(Error::BadRequest(format!("authors must be at most {MAX_SHORT_FIELD} characters")));
+        if authors
+            .as_ref()
+            .is_some_and(|a| a.chars().count() > MAX_SHORT_FIELD)
+        {
+            return Err(Error::BadRequest(format!(
+                "authors must be at most {MAX_SHORT_FIELD} characters"
+            )));
         }
         let description = self.description.map(|d| d.trim().to_owned());
-        if description.as_ref().is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
-            return Err(Error::BadRequest(format!("description must be at most {MAX_DESCRIPTION} characters")));
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION)
+        {
+            return Err(Error::BadRequest(format!(
+                "description must be at most {MAX_DESCRIPTION} characters"
+            )));
         }
         Ok(Self {
             title,
@@ -152,7 +177,11 @@ pub fn favorite_from_json(value: &serde_json::Value) -> Result<Option<i64>, Erro
         serde_json::Value::Bool(b) => Ok(Some(i64::from(*b))),
         serde_json::Value::Number(n) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
             .map(Some)
             .ok_or_else(|| Error::BadRequest("favorite must be an integer".into())),
         serde_json::Value::String(s) => parse_favorite(s).map(Some),
@@ -178,8 +207,14 @@ mod tests {
         assert_eq!(parse_favorite("on").ok(), Some(1));
         assert_eq!(parse_favorite(" 7 ").ok(), Some(7));
         assert!(parse_favorite("x").is_err());
-        assert_eq!(favorite_from_json(&serde_json::json!(3)).ok(), Some(Some(3)));
-        assert_eq!(favorite_from_json(&serde_json::json!(true)).ok(), Some(Some(1)));
+        assert_eq!(
+            favorite_from_json(&serde_json::json!(3)).ok(),
+            Some(Some(3))
+        );
+        assert_eq!(
+            favorite_from_json(&serde_json::json!(true)).ok(),
+            Some(Some(1))
+        );
         assert!(favorite_from_json(&serde_json::json!([1])).is_err());
         assert!(favorite_from_json(&serde_json::json!(1.5)).is_err());
     }

@@ -75,6 +75,8 @@ pub struct Settings {
     pub gateway_timeout_ms: u64,
     /// `TOKEN_TTL_SECS`: lifetime of a gateway token, default one hour.
     pub token_ttl_secs: u64,
+    /// `WORKERS`: actix worker threads; 0 means one per core.
+    pub workers: usize,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             counter_timeout_ms: 300,
             gateway_timeout_ms: 500,
             token_ttl_secs: 3600,
+            workers: 0,
         }
     }
 }
@@ -123,10 +126,18 @@ impl Settings {
 
     /// Empty values count as unset.
     pub fn normalise(&mut self) {
-        if self.mongo_url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        if self
+            .mongo_url
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
             self.mongo_url = None;
         }
-        if self.rust_log.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        if self
+            .rust_log
+            .as_deref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
             self.rust_log = None;
         }
     }

@@ -26,7 +26,7 @@ use crate::store::{self, DemoData, EmbeddedStore, MongoStore, Store};
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "library.sid";
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
                    connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; form-action 'self'; \
                    frame-ancestors 'none'";
 
@@ -46,7 +46,8 @@ impl Application {
             tracing::warn!("AUTH_TOKEN_SECRET is not set: using the development default");
         }
         let uploads = settings.uploads_dir();
-        std::fs::create_dir_all(&uploads).with_context(|| format!("cannot create {}", uploads.display()))?;
+        std::fs::create_dir_all(&uploads)
+            .with_context(|| format!("cannot create {}", uploads.display()))?;
         let store = match &settings.mongo_url {
             Some(url) => Store::Mongo(MongoStore::connect(url).await?),
             None => {
@@ -62,8 +63,14 @@ impl Application {
             Ok(n) => tracing::info!(files = n, "copied demo files into the uploads folder"),
             Err(e) => tracing::warn!(error = %e, "cannot copy the demo files"),
         }
-        let counter = CounterClient::new(&settings.counter_url, Duration::from_millis(settings.counter_timeout_ms))?;
-        let gateway = GatewayClient::new(&settings.gateway_url, Duration::from_millis(settings.gateway_timeout_ms))?;
+        let counter = CounterClient::new(
+            &settings.counter_url,
+            Duration::from_millis(settings.counter_timeout_ms),
+        )?;
+        let gateway = GatewayClient::new(
+            &settings.gateway_url,
+            Duration::from_millis(settings.gateway_timeout_ms),
+        )?;
         let key = auth::session_key(settings.auth_session_secret.expose())?;
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
@@ -74,6 +81,7 @@ impl Application {
             tracing::warn!(dir = %static_dir.display(), "static folder missing; /static/ will answer 404");
         }
         let cookie_secure = settings.cookie_secure;
+        let workers = settings.workers;
         let state = web::Data::new(AppState {
             store,
             counter,
@@ -83,7 +91,7 @@ impl Application {
         });
         let metrics = web::Data::new(Metrics::new("library"));
 
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             let session = SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                 .cookie_name(SESSION_COOKIE.to_owned())
                 .cookie_secure(cookie_secure)
@@ -121,9 +129,14 @@ impl Application {
         })
         .disable_signals()
         .shutdown_timeout(10)
-        .listen(listener)?
-        .run();
-        Ok(Self { port, server })
+        .listen(listener)?;
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
     }
 
     /// The bound port.

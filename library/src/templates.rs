@@ -13,12 +13,21 @@ use crate::error::Error;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
-    ("_comments.html", include_str!("../templates/_comments.html")),
-    ("_book_card.html", include_str!("../templates/_book_card.html")),
+    (
+        "_comments.html",
+        include_str!("../templates/_comments.html"),
+    ),
+    (
+        "_book_card.html",
+        include_str!("../templates/_book_card.html"),
+    ),
     ("index.html", include_str!("../templates/index.html")),
     ("books.html", include_str!("../templates/books.html")),
     ("book.html", include_str!("../templates/book.html")),
-    ("book_form.html", include_str!("../templates/book_form.html")),
+    (
+        "book_form.html",
+        include_str!("../templates/book_form.html"),
+    ),
     ("login.html", include_str!("../templates/login.html")),
     ("signup.html", include_str!("../templates/signup.html")),
     ("profile.html", include_str!("../templates/profile.html")),
@@ -46,7 +55,11 @@ pub fn env() -> &'static Environment<'static> {
 
 /// Escapes `& < > " '` in strings, leaving `/` alone so URLs (like `GATEWAY_PUBLIC_URL`)
 /// appear verbatim in the page; everything else goes through minijinja's own escaping.
-fn html_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), minijinja::Error> {
+fn html_formatter(
+    out: &mut Output,
+    state: &mut State,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
     if matches!(state.auto_escape(), AutoEscape::Html)
         && !value.is_safe()
         && let Some(text) = value.as_str()
@@ -62,9 +75,9 @@ fn html_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<
                 c => escaped.push(c),
             }
         }
-        return out
-            .write_str(&escaped)
-            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write the page"));
+        return out.write_str(&escaped).map_err(|_| {
+            minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "cannot write the page")
+        });
     }
     minijinja::escape_formatter(out, state, value)
 }
@@ -103,7 +116,10 @@ pub fn page(status: StatusCode, name: &str, ctx: &impl Serialize) -> HttpRespons
         Ok(body) => html(status, body),
         Err(e) => {
             tracing::error!(error = ?e, "page rendering failed");
-            error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.")
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on our side.",
+            )
         }
     }
 }
@@ -164,14 +180,20 @@ mod tests {
         assert!(!body.contains("<script>alert(1)"));
         assert!(body.contains("&lt;script&gt;"));
         let attr = env()
-            .render_str("<a title=\"{{ v }}\">", minijinja::context! { v => "ws://h/ws\"'<&" })
+            .render_str(
+                "<a title=\"{{ v }}\">",
+                minijinja::context! { v => "ws://h/ws\"'<&" },
+            )
             .expect("renders");
         assert_eq!(attr, "<a title=\"ws://h/ws&quot;&#x27;&lt;&amp;\">");
     }
 
     #[test]
     fn short_times() {
-        assert_eq!(short_time("2024-02-01T12:05:30.000Z".into()), "2024-02-01 12:05 UTC");
+        assert_eq!(
+            short_time("2024-02-01T12:05:30.000Z".into()),
+            "2024-02-01 12:05 UTC"
+        );
         assert_eq!(short_time("soon".into()), "soon");
     }
 }

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use actix_multipart::Multipart;
-use actix_web::http::header::{Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue};
+use actix_web::http::header::{
+    Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
+};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -57,7 +59,9 @@ pub fn is_safe_stored_name(name: &str) -> bool {
         && name.len() <= 128
         && !name.starts_with('.')
         && !name.contains("..")
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// The path of a stored file, or `None` when the stored name is not a plain file name.
@@ -80,8 +84,17 @@ pub async fn remove_stored(uploads: &Path, name: &str) {
 pub fn clean_original_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned = sanitize_filename::sanitize(last);
-    let cleaned: String = cleaned.trim().trim_start_matches('.').chars().take(200).collect();
-    if cleaned.is_empty() { "file".to_owned() } else { cleaned }
+    let cleaned: String = cleaned
+        .trim()
+        .trim_start_matches('.')
+        .chars()
+        .take(200)
+        .collect();
+    if cleaned.is_empty() {
+        "file".to_owned()
+    } else {
+        cleaned
+    }
 }
 
 /// A fresh stored name keeping only a short alphanumeric extension of the original.
@@ -102,7 +115,13 @@ pub fn generated_name(original: &str) -> String {
 pub fn attachment(original: &str) -> ContentDisposition {
     let fallback: String = original
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let mut parameters = vec![DispositionParam::Filename(fallback)];
     if !original.is_ascii() {
@@ -121,7 +140,11 @@ pub fn attachment(original: &str) -> ContentDisposition {
 /// Reads a multipart book form, streaming `fileCover` / `fileBook` into `uploads`.
 /// Files over `limit` bytes (each, and all together) give [`Error::TooLarge`]; on any error
 /// the files written so far are removed.
-pub async fn read_book_form(mut multipart: Multipart, uploads: &Path, limit: u64) -> Result<BookUpload, Error> {
+pub async fn read_book_form(
+    mut multipart: Multipart,
+    uploads: &Path,
+    limit: u64,
+) -> Result<BookUpload, Error> {
     let mut upload = BookUpload::default();
     let result = read_parts(&mut multipart, uploads, limit, &mut upload).await;
     match result {
@@ -157,7 +180,8 @@ async fn read_parts(
     let mut file_bytes: u64 = 0;
     let mut parts = 0;
     while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(|e| Error::BadRequest(format!("invalid multipart body: {e}")))?;
+        let mut field =
+            field.map_err(|e| Error::BadRequest(format!("invalid multipart body: {e}")))?;
         parts += 1;
         if parts > MAX_PARTS {
             return Err(Error::BadRequest("too many form parts".into()));
@@ -189,7 +213,11 @@ async fn read_parts(
                     remove_stored(uploads, &file.stored_name).await;
                     continue;
                 }
-                let slot = if name == "fileCover" { &mut upload.cover } else { &mut upload.book };
+                let slot = if name == "fileCover" {
+                    &mut upload.cover
+                } else {
+                    &mut upload.book
+                };
                 if let Some(previous) = slot.replace(file) {
                     remove_stored(uploads, &previous.stored_name).await;
                 }
@@ -225,11 +253,14 @@ async fn write_field(
         size += chunk.len() as u64;
         *total += chunk.len() as u64;
         if *total > limit {
-            return Err(Error::TooLarge(format!("uploads are limited to {} MiB", limit / (1024 * 1024))));
+            return Err(Error::TooLarge(format!(
+                "uploads are limited to {} MiB",
+                limit / (1024 * 1024)
+            )));
         }
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot write {}: {e}", path.display())))?;
+        file.write_all(&chunk).await.map_err(|e| {
+            Error::Internal(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+        })?;
     }
     file.flush()
         .await
@@ -274,7 +305,10 @@ mod tests {
     #[test]
     fn original_names_are_cleaned() {
         assert_eq!(clean_original_name("../../etc/passwd"), "passwd");
-        assert_eq!(clean_original_name("C:\\x\\Война и мир.txt"), "Война и мир.txt");
+        assert_eq!(
+            clean_original_name("C:\\x\\Война и мир.txt"),
+            "Война и мир.txt"
+        );
         assert_eq!(clean_original_name(".."), "file");
         assert_eq!(clean_original_name(""), "file");
     }

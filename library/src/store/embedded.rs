@@ -33,7 +33,8 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join("library.redb");
         let db = tokio::task::spawn_blocking(move || -> anyhow::Result<Database> {
-            let db = Database::create(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let db = Database::create(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
             let txn = db.begin_write()?;
             {
                 txn.open_table(BOOKS)?;
@@ -69,18 +70,23 @@ impl EmbeddedStore {
                     let mut books = txn.open_table(BOOKS).map_err(unavailable)?;
                     let mut users = txn.open_table(USERS).map_err(unavailable)?;
                     let mut meta = txn.open_table(META).map_err(unavailable)?;
-                    if books.len().map_err(unavailable)? > 0 || users.len().map_err(unavailable)? > 0 {
+                    if books.len().map_err(unavailable)? > 0
+                        || users.len().map_err(unavailable)? > 0
+                    {
                         None
                     } else {
                         let mut last = 0;
                         for book in &demo.books {
-                            let json = serde_json::to_string(&without_views(book)).map_err(unavailable)?;
+                            let json =
+                                serde_json::to_string(&without_views(book)).map_err(unavailable)?;
                             books.insert(book.id, json.as_str()).map_err(unavailable)?;
                             last = last.max(book.id);
                         }
                         for user in &demo.users {
                             let json = serde_json::to_string(user).map_err(unavailable)?;
-                            users.insert(user.username.as_str(), json.as_str()).map_err(unavailable)?;
+                            users
+                                .insert(user.username.as_str(), json.as_str())
+                                .map_err(unavailable)?;
                         }
                         meta.insert(LAST_BOOK_ID, last).map_err(unavailable)?;
                         Some((demo.books.len(), demo.users.len()))
@@ -92,7 +98,11 @@ impl EmbeddedStore {
             .await
             .map_err(|e| anyhow::anyhow!("cannot load demo data: {e:?}"))?;
         if let Some((books, users)) = seeded {
-            tracing::info!(books, users, "embedded store was empty: loaded the demo data");
+            tracing::info!(
+                books,
+                users,
+                "embedded store was empty: loaded the demo data"
+            );
         }
         Ok(())
     }
@@ -136,11 +146,20 @@ impl EmbeddedStore {
             let created = {
                 let mut meta = txn.open_table(META).map_err(unavailable)?;
                 let mut books = txn.open_table(BOOKS).map_err(unavailable)?;
-                let last_meta = meta.get(LAST_BOOK_ID).map_err(unavailable)?.map(|v| v.value()).unwrap_or(0);
-                let last_key = books.last().map_err(unavailable)?.map(|(k, _)| k.value()).unwrap_or(0);
+                let last_meta = meta
+                    .get(LAST_BOOK_ID)
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                let last_key = books
+                    .last()
+                    .map_err(unavailable)?
+                    .map(|(k, _)| k.value())
+                    .unwrap_or(0);
                 let id = last_meta.max(last_key) + 1;
                 let created = book.with_id(id);
-                let json = serde_json::to_string(&created).map_err(|e| Error::Internal(e.into()))?;
+                let json =
+                    serde_json::to_string(&created).map_err(|e| Error::Internal(e.into()))?;
                 books.insert(id, json.as_str()).map_err(unavailable)?;
                 meta.insert(LAST_BOOK_ID, id).map_err(unavailable)?;
                 created
@@ -160,7 +179,8 @@ impl EmbeddedStore {
                 if books.get(book.id).map_err(unavailable)?.is_none() {
                     false
                 } else {
-                    let json = serde_json::to_string(&book).map_err(|e| Error::Internal(e.into()))?;
+                    let json =
+                        serde_json::to_string(&book).map_err(|e| Error::Internal(e.into()))?;
                     books.insert(book.id, json.as_str()).map_err(unavailable)?;
                     true
                 }
@@ -204,11 +224,18 @@ impl EmbeddedStore {
                 let txn = db.begin_write().map_err(unavailable)?;
                 let taken = {
                     let mut users = txn.open_table(USERS).map_err(unavailable)?;
-                    if users.get(user.username.as_str()).map_err(unavailable)?.is_some() {
+                    if users
+                        .get(user.username.as_str())
+                        .map_err(unavailable)?
+                        .is_some()
+                    {
                         true
                     } else {
-                        let json = serde_json::to_string(&user).map_err(|e| Error::Internal(e.into()))?;
-                        users.insert(user.username.as_str(), json.as_str()).map_err(unavailable)?;
+                        let json =
+                            serde_json::to_string(&user).map_err(|e| Error::Internal(e.into()))?;
+                        users
+                            .insert(user.username.as_str(), json.as_str())
+                            .map_err(unavailable)?;
                         false
                     }
                 };
@@ -216,7 +243,11 @@ impl EmbeddedStore {
                 Ok(taken)
             })
             .await?;
-        if taken { Err(CreateUserError::Taken) } else { Ok(()) }
+        if taken {
+            Err(CreateUserError::Taken)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -228,5 +259,6 @@ fn without_views(book: &Book) -> Book {
 }
 
 fn decode_book(json: &str) -> Result<Book, Error> {
-    serde_json::from_str(json).map_err(|e| Error::Internal(anyhow::anyhow!("corrupt book record: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("corrupt book record: {e}")))
 }

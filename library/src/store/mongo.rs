@@ -52,7 +52,8 @@ struct BookDoc {
 impl BookDoc {
     fn from_book(book: &Book) -> Result<Self, Error> {
         Ok(Self {
-            id: i64::try_from(book.id).map_err(|_| Error::BadRequest("book id out of range".into()))?,
+            id: i64::try_from(book.id)
+                .map_err(|_| Error::BadRequest("book id out of range".into()))?,
             title: book.title.clone(),
             authors: book.authors.clone(),
             description: book.description.clone(),
@@ -104,7 +105,10 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
         ErrorKind::Command(c) => c.code == 11000,
-        ErrorKind::InsertMany(m) => m.write_errors.as_ref().is_some_and(|w| w.iter().any(|e| e.code == 11000)),
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|w| w.iter().any(|e| e.code == 11000)),
         _ => e.to_string().contains("E11000"),
     }
 }
@@ -113,7 +117,9 @@ impl MongoStore {
     /// Connects (lazily: the driver connects on first use) to the database in `url`'s path,
     /// default `library`, and tries to create the indexes.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let mut options = ClientOptions::parse(url).await.context("invalid MONGO_URL")?;
+        let mut options = ClientOptions::parse(url)
+            .await
+            .context("invalid MONGO_URL")?;
         if options.server_selection_timeout.is_none() {
             options.server_selection_timeout = Some(Duration::from_secs(5));
         }
@@ -121,7 +127,10 @@ impl MongoStore {
             options.connect_timeout = Some(Duration::from_secs(3));
         }
         options.app_name.get_or_insert_with(|| "library".to_owned());
-        let name = options.default_database.clone().unwrap_or_else(|| "library".to_owned());
+        let name = options
+            .default_database
+            .clone()
+            .unwrap_or_else(|| "library".to_owned());
         let client = Client::with_options(options).context("cannot create the MongoDB client")?;
         let store = Self {
             db: client.database(&name),
@@ -154,7 +163,10 @@ impl MongoStore {
             .keys(doc! {"username": 1})
             .options(IndexOptions::builder().unique(true).build())
             .build();
-        self.users().create_index(index).await.map_err(unavailable)?;
+        self.users()
+            .create_index(index)
+            .await
+            .map_err(unavailable)?;
         self.sync_book_counter().await?;
         self.indexes_ready.store(true, Ordering::Release);
         Ok(())
@@ -177,7 +189,10 @@ impl MongoStore {
             .map_err(unavailable)?;
         match exists {
             None => {
-                let insert = self.counters().insert_one(doc! {"_id": "books", "seq": max_id}).await;
+                let insert = self
+                    .counters()
+                    .insert_one(doc! {"_id": "books", "seq": max_id})
+                    .await;
                 match insert {
                     Ok(_) => Ok(()),
                     Err(e) if is_duplicate_key(&e) => self.raise_counter(max_id).await,
@@ -190,26 +205,43 @@ impl MongoStore {
 
     async fn raise_counter(&self, to: i64) -> Result<(), Error> {
         self.counters()
-            .update_one(doc! {"_id": "books", "seq": {"$lt": to}}, doc! {"$set": {"seq": to}})
+            .update_one(
+                doc! {"_id": "books", "seq": {"$lt": to}},
+                doc! {"$set": {"seq": to}},
+            )
             .await
             .map_err(unavailable)?;
         Ok(())
     }
 
     pub(super) async fn ping(&self) -> Result<(), Error> {
-        self.db.run_command(doc! {"ping": 1}).await.map_err(unavailable)?;
+        self.db
+            .run_command(doc! {"ping": 1})
+            .await
+            .map_err(unavailable)?;
         self.ensure_indexes().await
     }
 
     pub(super) async fn list_books(&self) -> Result<Vec<Book>, Error> {
-        let cursor = self.books().find(doc! {}).sort(doc! {"_id": 1}).await.map_err(unavailable)?;
+        let cursor = self
+            .books()
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await
+            .map_err(unavailable)?;
         let docs: Vec<BookDoc> = cursor.try_collect().await.map_err(unavailable)?;
         Ok(docs.into_iter().map(BookDoc::into_book).collect())
     }
 
     pub(super) async fn get_book(&self, id: u64) -> Result<Option<Book>, Error> {
-        let Ok(id) = i64::try_from(id) else { return Ok(None) };
-        let found = self.books().find_one(doc! {"_id": id}).await.map_err(unavailable)?;
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        let found = self
+            .books()
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(unavailable)?;
         Ok(found.map(BookDoc::into_book))
     }
 
@@ -250,7 +282,9 @@ impl MongoStore {
                 Err(e) => return Err(unavailable(e)),
             }
         }
-        Err(Error::Internal(anyhow::anyhow!("could not allocate a book id")))
+        Err(Error::Internal(anyhow::anyhow!(
+            "could not allocate a book id"
+        )))
     }
 
     pub(super) async fn replace_book(&self, book: &Book) -> Result<bool, Error> {
@@ -264,7 +298,9 @@ impl MongoStore {
     }
 
     pub(super) async fn delete_book(&self, id: u64) -> Result<Option<Book>, Error> {
-        let Ok(id) = i64::try_from(id) else { return Ok(None) };
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(None);
+        };
         let removed = self
             .books()
             .find_one_and_delete(doc! {"_id": id})
@@ -291,9 +327,12 @@ impl MongoStore {
 
     pub(super) async fn create_user(&self, user: UserRecord) -> Result<(), CreateUserError> {
         self.ensure_indexes().await?;
-        let created = time::OffsetDateTime::parse(&user.created, &time::format_description::well_known::Rfc3339)
-            .map(|t| DateTime::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64))
-            .unwrap_or_else(|_| DateTime::now());
+        let created = time::OffsetDateTime::parse(
+            &user.created,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(|t| DateTime::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64))
+        .unwrap_or_else(|_| DateTime::now());
         let doc = UserDoc {
             id: Some(ObjectId::new()),
             username: user.username,

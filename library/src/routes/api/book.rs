@@ -17,15 +17,21 @@ const JSON_LIMIT: usize = 256 * 1024;
 
 /// Registers the book routes.
 pub fn config(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(service_kit::http_errors::method_not_allowed));
-    cfg.service(resource("/book").route(web::get().to(list)).route(web::post().to(create)))
-        .service(
-            resource("/book/{id}")
-                .route(web::get().to(get))
-                .route(web::put().to(update))
-                .route(web::delete().to(delete)),
-        )
-        .service(resource("/book/{id}/download").route(web::get().to(download)));
+    let resource = |path: &str| {
+        web::resource(path).default_service(web::to(service_kit::http_errors::method_not_allowed))
+    };
+    cfg.service(
+        resource("/book")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        resource("/book/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(resource("/book/{id}/download").route(web::get().to(download)));
 }
 
 fn book_id(raw: &str) -> Result<u64, Error> {
@@ -33,14 +39,23 @@ fn book_id(raw: &str) -> Result<u64, Error> {
 }
 
 /// Reads a book body: multipart (fields + files) or JSON (fields only).
-pub async fn read_book_body(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<BookUpload, Error> {
+pub async fn read_book_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<BookUpload, Error> {
     let content_type = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_owned();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     if essence == "multipart/form-data" {
         if let Some(length) = req
             .headers()
@@ -58,14 +73,16 @@ pub async fn read_book_body(req: &HttpRequest, payload: web::Payload, state: &Ap
         uploads::read_book_form(multipart, &state.uploads, state.settings.max_upload_bytes).await
     } else if essence == "application/json" || essence.ends_with("+json") {
         let bytes = read_limited(payload, JSON_LIMIT).await?;
-        let value: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))?;
         Ok(BookUpload {
             fields: fields_from_json(&value)?,
             ..BookUpload::default()
         })
     } else {
-        Err(Error::BadRequest("send the book as multipart/form-data or application/json".into()))
+        Err(Error::BadRequest(
+            "send the book as multipart/form-data or application/json".into(),
+        ))
     }
 }
 
@@ -74,7 +91,10 @@ async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| Error::BadRequest(format!("cannot read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(Error::TooLarge(format!("JSON bodies are limited to {} KiB", limit / 1024)));
+            return Err(Error::TooLarge(format!(
+                "JSON bodies are limited to {} KiB",
+                limit / 1024
+            )));
         }
         body.extend_from_slice(&chunk);
     }
@@ -141,7 +161,11 @@ async fn update(
     Ok(HttpResponse::Ok().json(book))
 }
 
-async fn delete(session: Session, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn delete(
+    session: Session,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     auth::require_user(&session)?;
     let id = book_id(&path)?;
     state.delete_book(id).await?;
@@ -150,7 +174,11 @@ async fn delete(session: Session, state: web::Data<AppState>, path: web::Path<St
     }))
 }
 
-async fn download(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+async fn download(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let id = book_id(&path)?;
     state.download(&req, id).await
 }

@@ -12,7 +12,9 @@ use crate::store::CreateUserError;
 
 /// Registers the user routes.
 pub fn config(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path).default_service(web::to(service_kit::http_errors::method_not_allowed));
+    let resource = |path: &str| {
+        web::resource(path).default_service(web::to(service_kit::http_errors::method_not_allowed))
+    };
     cfg.service(resource("/user/signup").route(web::post().to(signup)))
         .service(resource("/user/login").route(web::post().to(login)))
         .service(resource("/user/logout").route(web::post().to(logout)))
@@ -37,26 +39,40 @@ pub async fn register(state: &AppState, new: NewUser) -> Result<UserRecord, Erro
             tracing::info!(username = %record.username, "user signed up");
             Ok(record)
         }
-        Err(CreateUserError::Taken) => Err(Error::BadRequest(format!("username {} is taken", record.username))),
+        Err(CreateUserError::Taken) => Err(Error::BadRequest(format!(
+            "username {} is taken",
+            record.username
+        ))),
         Err(CreateUserError::Store(e)) => Err(e),
     }
 }
 
 /// Checks credentials (shared with the sign-in page).
-pub async fn authenticate(state: &AppState, username: &str, password: &str) -> Result<UserRecord, Error> {
+pub async fn authenticate(
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> Result<UserRecord, Error> {
     let user = if username.is_empty() || username.len() > 64 {
         None
     } else {
         state.store.find_user(username).await?
     };
-    let ok = auth::verify_password(password.to_owned(), user.as_ref().map(|u| u.password_hash.clone())).await;
+    let ok = auth::verify_password(
+        password.to_owned(),
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await;
     match user {
         Some(user) if ok => Ok(user),
         _ => Err(Error::Unauthorized("wrong username or password".into())),
     }
 }
 
-async fn signup(state: web::Data<AppState>, body: web::Json<SignupRequest>) -> ApiResult<HttpResponse> {
+async fn signup(
+    state: web::Data<AppState>,
+    body: web::Json<SignupRequest>,
+) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let new = NewUser::parse(&body.username, &body.fullname, &body.email, &body.password)?;
     let user = register(&state, new).await?;
@@ -65,10 +81,16 @@ async fn signup(state: web::Data<AppState>, body: web::Json<SignupRequest>) -> A
     }))
 }
 
-async fn login(state: web::Data<AppState>, session: Session, body: web::Json<LoginRequest>) -> ApiResult<HttpResponse> {
+async fn login(
+    state: web::Data<AppState>,
+    session: Session,
+    body: web::Json<LoginRequest>,
+) -> ApiResult<HttpResponse> {
     let user = authenticate(&state, &body.username, &body.password).await?;
     auth::sign_in(&session, &user)?;
-    Ok(HttpResponse::Created().json(UserEnvelope { user: user.public() }))
+    Ok(HttpResponse::Created().json(UserEnvelope {
+        user: user.public(),
+    }))
 }
 
 async fn logout(session: Session) -> HttpResponse {
@@ -85,7 +107,9 @@ async fn profile(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
         .find_user(&username)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no user {username}")))?;
-    Ok(HttpResponse::Ok().json(UserEnvelope { user: user.public() }))
+    Ok(HttpResponse::Ok().json(UserEnvelope {
+        user: user.public(),
+    }))
 }
 
 async fn me(state: web::Data<AppState>, session: Session) -> ApiResult<HttpResponse> {
@@ -95,13 +119,19 @@ async fn me(state: web::Data<AppState>, session: Session) -> ApiResult<HttpRespo
         .find_user(&who.username)
         .await?
         .ok_or_else(|| Error::Unauthorized("the account no longer exists".into()))?;
-    Ok(HttpResponse::Ok().json(UserEnvelope { user: user.public() }))
+    Ok(HttpResponse::Ok().json(UserEnvelope {
+        user: user.public(),
+    }))
 }
 
 async fn token(state: web::Data<AppState>, session: Session) -> ApiResult<HttpResponse> {
     let user = auth::require_user(&session)?;
     let settings = &state.settings;
-    let token = auth::mint_token(&user, settings.auth_token_secret.expose(), settings.token_ttl_secs)?;
+    let token = auth::mint_token(
+        &user,
+        settings.auth_token_secret.expose(),
+        settings.token_ttl_secs,
+    )?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(token))

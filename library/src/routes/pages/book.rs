@@ -58,7 +58,10 @@ async fn show(state: web::Data<AppState>, session: Session, path: web::Path<Stri
     let room = id.to_string();
     // One increment per page view; counter and gateway are asked at the same time and each
     // has a short timeout, so a slow one cannot hold the page.
-    let (views, comments) = tokio::join!(state.counter.increment(id), state.gateway.room_comments(&room));
+    let (views, comments) = tokio::join!(
+        state.counter.increment(id),
+        state.gateway.room_comments(&room)
+    );
     book.views = views;
     let title = book.title.clone();
     let ctx = merge(
@@ -117,14 +120,28 @@ async fn create_form(session: Session) -> Page {
     ))
 }
 
-async fn create(req: HttpRequest, payload: web::Payload, session: Session, state: web::Data<AppState>) -> Page {
+async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+    state: web::Data<AppState>,
+) -> Page {
     let base = PageBase::new(&session);
     if base.user.is_none() {
         return Ok(see_other(LOGIN));
     }
     let upload = match read_book_body(&req, payload, &state).await {
         Ok(upload) => upload,
-        Err(e) => return form_failure(&base, "Add a book", "/view/book/create", "/view/book", None, e),
+        Err(e) => {
+            return form_failure(
+                &base,
+                "Add a book",
+                "/view/book/create",
+                "/view/book",
+                None,
+                e,
+            );
+        }
     };
     if let Err(e) = auth::check_csrf(&session, upload.csrf_token.as_deref()) {
         upload.discard(&state.uploads).await;
@@ -133,7 +150,14 @@ async fn create(req: HttpRequest, payload: web::Payload, session: Session, state
     let fields = upload.fields.clone();
     match state.create_book(upload).await {
         Ok(book) => Ok(see_other(&format!("/view/book/{}", book.id))),
-        Err(e) => form_failure(&base, "Add a book", "/view/book/create", "/view/book", Some(&fields), e),
+        Err(e) => form_failure(
+            &base,
+            "Add a book",
+            "/view/book/create",
+            "/view/book",
+            Some(&fields),
+            e,
+        ),
     }
 }
 
@@ -152,14 +176,20 @@ fn form_failure(
             title,
             action,
             cancel,
-            fields.map(fields_json).unwrap_or_else(|| json!({ "favorite": 0 })),
+            fields
+                .map(fields_json)
+                .unwrap_or_else(|| json!({ "favorite": 0 })),
             Some(e.to_string()),
         )),
         None => Err(e.into()),
     }
 }
 
-async fn update_form(state: web::Data<AppState>, session: Session, path: web::Path<String>) -> Page {
+async fn update_form(
+    state: web::Data<AppState>,
+    session: Session,
+    path: web::Path<String>,
+) -> Page {
     let base = PageBase::new(&session);
     if base.user.is_none() {
         return Ok(see_other(LOGIN));

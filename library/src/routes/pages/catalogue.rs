@@ -19,12 +19,17 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 }
 
 async fn root() -> HttpResponse {
-    HttpResponse::Found().insert_header((LOCATION, "/view")).finish()
+    HttpResponse::Found()
+        .insert_header((LOCATION, "/view"))
+        .finish()
 }
 
 async fn index(state: web::Data<AppState>, session: Session) -> Page {
     let base = PageBase::new(&session);
-    let (books, comments) = tokio::join!(state.books_with_views(), state.gateway.room_comments(RoomId::INDEX));
+    let (books, comments) = tokio::join!(
+        state.books_with_views(),
+        state.gateway.room_comments(RoomId::INDEX)
+    );
     let books = books?;
     let ctx = merge(
         base.context("Catalogue", json!({ "books": books })),

@@ -19,14 +19,18 @@ use crate::templates;
 
 /// Registers the page routes (order matters: fixed paths before `{id}`).
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::FormConfig::default().limit(64 * 1024).error_handler(|err, _req| {
-        let message = format!("the form could not be read: {err}");
-        actix_web::error::InternalError::from_response(
-            message.clone(),
-            templates::error_page(StatusCode::BAD_REQUEST, &message),
-        )
-        .into()
-    }));
+    cfg.app_data(
+        web::FormConfig::default()
+            .limit(64 * 1024)
+            .error_handler(|err, _req| {
+                let message = format!("the form could not be read: {err}");
+                actix_web::error::InternalError::from_response(
+                    message.clone(),
+                    templates::error_page(StatusCode::BAD_REQUEST, &message),
+                )
+                .into()
+            }),
+    );
     catalogue::config(cfg);
     book::config(cfg);
     user::config(cfg);
@@ -53,7 +57,11 @@ impl PageBase {
     /// For pages whose only form is "sign out" (shown when signed in).
     pub fn new(session: &Session) -> Self {
         let user = auth::current_user(session);
-        let csrf_token = if user.is_some() { auth::csrf_token(session) } else { String::new() };
+        let csrf_token = if user.is_some() {
+            auth::csrf_token(session)
+        } else {
+            String::new()
+        };
         Self { user, csrf_token }
     }
 
@@ -80,13 +88,20 @@ impl PageBase {
 
 /// 303 See Other to `to`.
 pub fn see_other(to: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((LOCATION, to)).finish()
+    HttpResponse::SeeOther()
+        .insert_header((LOCATION, to))
+        .finish()
 }
 
 /// The comments section's data for `room`, from the gateway (`None`: unavailable).
-pub fn comments_context(state: &AppState, room: &str, answer: Option<crate::clients::RoomComments>) -> Value {
+pub fn comments_context(
+    state: &AppState,
+    room: &str,
+    answer: Option<crate::clients::RoomComments>,
+) -> Value {
     let available = answer.is_some();
-    let (comments, more): (Vec<Comment>, bool) = answer.map(|a| (a.comments, a.more)).unwrap_or_default();
+    let (comments, more): (Vec<Comment>, bool) =
+        answer.map(|a| (a.comments, a.more)).unwrap_or_default();
     let last_seq = comments.iter().map(|c| c.seq).max().unwrap_or(0);
     json!({
         "room": room,

@@ -72,8 +72,15 @@ async fn login(state: web::Data<AppState>, session: Session, form: web::Form<Log
         }
         Err(Error::Unauthorized(message)) => {
             let base = PageBase::with_form(&session);
-            let ctx = base.context("Sign in", json!({ "username": form.username, "error": message }));
-            Ok(templates::page(StatusCode::UNAUTHORIZED, "login.html", &ctx))
+            let ctx = base.context(
+                "Sign in",
+                json!({ "username": form.username, "error": message }),
+            );
+            Ok(templates::page(
+                StatusCode::UNAUTHORIZED,
+                "login.html",
+                &ctx,
+            ))
         }
         Err(e) => Err(e.into()),
     }
@@ -106,7 +113,11 @@ async fn signup(state: web::Data<AppState>, session: Session, form: web::Form<Si
                     "error": message,
                 }),
             );
-            Ok(templates::page(StatusCode::BAD_REQUEST, "signup.html", &ctx))
+            Ok(templates::page(
+                StatusCode::BAD_REQUEST,
+                "signup.html",
+                &ctx,
+            ))
         }
         Err(e) => Err(e.into()),
     }
@@ -136,7 +147,10 @@ async fn profile(state: web::Data<AppState>, session: Session, path: web::Path<S
         .await?
         .ok_or_else(|| PageError(Error::NotFound(format!("There is no user {username}."))))?;
     let base = PageBase::new(&session);
-    let own = base.user.as_ref().is_some_and(|u| u.username == user.username);
+    let own = base
+        .user
+        .as_ref()
+        .is_some_and(|u| u.username == user.username);
     let ctx = base.context(
         &user.fullname,
         json!({ "profile": user.public(), "own": own, "role": user.role.as_str() }),

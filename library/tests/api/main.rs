@@ -1,0 +1,11 @@
+//! Integration tests of the library service: the real Application on port 0 against a real
+//! SecantusDB (MongoDB wire protocol) and the embedded store, a real counter, and small stubs
+//! only where a fault (or the gateway's read) is simulated.
+
+mod book_api;
+mod faults;
+mod health;
+mod helpers;
+mod pages;
+mod storage;
+mod user_api;
