@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { initDbCalls } from './init-db.js';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const E2E_DIR = path.join(REPO, 'e2e');
@@ -229,6 +230,23 @@ export async function startStack({ mode = 'servers', label = mode, beforeService
     err.message += `\n${logs}`;
     throw err;
   }
+}
+
+/**
+ * Seeds a MongoDB-compatible server with data/mongo/init-db.js (as the compose file's mongo image
+ * does), into database `db`: init-db.js is evaluated under node, the documents are written with
+ * pymongo from the SecantusDB venv (or $SEED_PYTHON).
+ */
+export function seedMongo(mongoBase, db) {
+  const python = process.env.SEED_PYTHON || path.join(path.dirname(secantusPath()), 'python');
+  const calls = initDbCalls(path.join(REPO, 'data', 'mongo', 'init-db.js'));
+  const r = spawnSync(python, [path.join(E2E_DIR, 'lib', 'seed_mongo.py'), mongoBase, db], {
+    input: JSON.stringify(calls),
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`seeding MongoDB from init-db.js failed (${python}): ${r.error || ''}\n${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
 /** The contract mock of e2e/mock/mock-stack.js (library + gateway in one node process). */

@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, SCREENSHOT_DIR, binaryPaths, chromiumPath, startStack } from '../lib/stack.js';
+import { CHROMIUM_ARGS, SCREENSHOT_DIR, binaryPaths, chromiumPath, seedMongo, startStack } from '../lib/stack.js';
 
 const LIVE_MS = 1000; // "appears within a second"
 const ABSENT_MS = 1500; // how long we watch for a comment that must not appear
@@ -144,10 +144,19 @@ for (const mode of MODES) {
     assert.ok(exe, 'chromium not found at /usr/bin/chromium (apt-get install -y chromium) or $CHROMIUM_PATH');
     const pages = {};
     const contexts = [];
-    const stack = await startStack({ mode, label: mode });
+    // servers mode: the database starts as the compose stack's does, seeded by data/mongo/init-db.js
+    let seeded = null;
+    const beforeServices = mode === 'servers'
+      ? ({ mongoBase, db }) => { seeded = seedMongo(mongoBase, db); }
+      : null;
+    const stack = await startStack({ mode, label: mode, beforeServices });
     let browser;
     try {
       browser = await chromium.launch({ executablePath: exe, args: CHROMIUM_ARGS, headless: true });
+      if (seeded) {
+        console.log(`# seeded from init-db.js: ${JSON.stringify(seeded)}`);
+        assert.deepEqual(seeded, { books: 4, comments: 5, counters: 1, users: 3 });
+      }
       await scenario(stack, browser, contexts, pages, mode);
       if (process.env.E2E_SCREENSHOTS === 'always') await screenshotAll(pages, `${mode}-ok`);
     } catch (err) {
@@ -171,18 +180,19 @@ async function scenario(stack, browser, contexts, pages, mode) {
   const userA = await signUpAndIn(ctxA, base, `alice_${tag}`);
   const userB = await signUpAndIn(ctxB, base, `bob_${tag}`);
 
-  // Book 1 exists in embedded mode (demo data); a fresh MongoDB is empty, so create it.
-  let bookId = 1;
+  // Book 1 comes from the demo data: loaded by the embedded stores, or by init-db.js into MongoDB.
+  const bookId = 1;
   const existing = await ctxA.request.get(`${base}/api/v1/book/1`);
-  if (existing.status() === 404) {
+  assert.equal(existing.status(), 200, `demo book 1: ${await existing.text()}`);
+  assert.equal((await existing.json()).title, 'Война и мир');
+  if (mode !== 'mock') {
+    // the books counter continues after the demo books
     const created = await ctxA.request.post(`${base}/api/v1/book`, {
-      data: { title: 'Война и мир', authors: 'Лев Толстой', description: 'e2e', favorite: 1 },
+      data: { title: `e2e ${tag}`, authors: 'e2e', description: 'e2e', favorite: 1 },
       headers: { Origin: base, Accept: 'application/json' },
     });
     assert.equal(created.status(), 201, `create book: ${await created.text()}`);
-    bookId = (await created.json()).id;
-  } else {
-    assert.equal(existing.status(), 200);
+    assert.equal((await created.json()).id, 5, 'first new book after the 4 demo books');
   }
   const bookUrl = `${base}/view/book/${bookId}`;
 
@@ -203,7 +213,7 @@ async function scenario(stack, browser, contexts, pages, mode) {
   pages.anonBook = await openLive(ctxAnon, bookUrl);
   assert.equal(await pages.anonBook.locator('#comments form.comment-form:visible').count(), 0, 'no form when signed out');
 
-  if (mode === 'embedded') {
+  if (mode !== 'mock') {
     // the demo users' committed argon2 hashes verify in the real library (password = username)
     for (const username of ['JD', 'BadComedian', 'Admin']) {
       const r = await ctxAnon.request.post(`${base}/api/v1/user/login`, {
