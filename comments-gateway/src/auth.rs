@@ -57,17 +57,33 @@ mod tests {
     #[test]
     fn accepts_valid_and_refuses_the_rest() {
         let verifier = TokenVerifier::new("s3cret");
-        let good = encode(&Header::new(Algorithm::HS256), &claims(now() + 60), &EncodingKey::from_secret(b"s3cret"))
-            .expect("encodes");
+        let good = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(now() + 60),
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .expect("encodes");
         assert_eq!(verifier.verify(&good).expect("valid").sub.as_str(), "JD");
-        let expired = encode(&Header::new(Algorithm::HS256), &claims(now() - 5), &EncodingKey::from_secret(b"s3cret"))
-            .expect("encodes");
+        let expired = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(now() - 5),
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .expect("encodes");
         assert!(verifier.verify(&expired).is_err());
-        let other_key = encode(&Header::new(Algorithm::HS256), &claims(now() + 60), &EncodingKey::from_secret(b"nope"))
-            .expect("encodes");
+        let other_key = encode(
+            &Header::new(Algorithm::HS256),
+            &claims(now() + 60),
+            &EncodingKey::from_secret(b"nope"),
+        )
+        .expect("encodes");
         assert!(verifier.verify(&other_key).is_err());
-        let hs512 = encode(&Header::new(Algorithm::HS512), &claims(now() + 60), &EncodingKey::from_secret(b"s3cret"))
-            .expect("encodes");
+        let hs512 = encode(
+            &Header::new(Algorithm::HS512),
+            &claims(now() + 60),
+            &EncodingKey::from_secret(b"s3cret"),
+        )
+        .expect("encodes");
         assert!(verifier.verify(&hs512).is_err(), "algorithm is pinned");
         assert!(verifier.verify("garbage").is_err());
     }

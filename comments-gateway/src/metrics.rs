@@ -26,13 +26,15 @@ pub struct GatewayMetrics {
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let metric = IntCounter::with_opts(Opts::new(name, help)).unwrap_or_else(|_| std::process::abort());
+    let metric =
+        IntCounter::with_opts(Opts::new(name, help)).unwrap_or_else(|_| std::process::abort());
     let _ = registry.register(Box::new(metric.clone()));
     metric
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let metric = IntGauge::with_opts(Opts::new(name, help)).unwrap_or_else(|_| std::process::abort());
+    let metric =
+        IntGauge::with_opts(Opts::new(name, help)).unwrap_or_else(|_| std::process::abort());
     let _ = registry.register(Box::new(metric.clone()));
     metric
 }
@@ -41,19 +43,47 @@ impl GatewayMetrics {
     /// Registers the metrics in `registry`.
     pub fn new(registry: &Registry) -> Self {
         Self {
-            connections: gauge(registry, "gateway_connections", "Open WebSocket connections"),
+            connections: gauge(
+                registry,
+                "gateway_connections",
+                "Open WebSocket connections",
+            ),
             rooms: gauge(registry, "gateway_rooms", "Rooms with local subscribers"),
-            messages_in: counter(registry, "gateway_messages_in_total", "Client frames received"),
-            messages_out: counter(registry, "gateway_messages_out_total", "Frames queued to clients"),
+            messages_in: counter(
+                registry,
+                "gateway_messages_in_total",
+                "Client frames received",
+            ),
+            messages_out: counter(
+                registry,
+                "gateway_messages_out_total",
+                "Frames queued to clients",
+            ),
             slow_client_closes: counter(
                 registry,
                 "gateway_slow_client_closes_total",
                 "Connections closed with 1013 because their outbound queue overflowed",
             ),
-            comments_posted: counter(registry, "gateway_comments_posted_total", "Comments stored by this instance"),
-            gap_fills: counter(registry, "gateway_gap_fills_total", "Comments recovered from the store to fill a gap"),
-            redis_up: gauge(registry, "gateway_redis_up", "Redis reachable (1) or not (0)"),
-            mongo_up: gauge(registry, "gateway_mongo_up", "MongoDB reachable (1) or not (0)"),
+            comments_posted: counter(
+                registry,
+                "gateway_comments_posted_total",
+                "Comments stored by this instance",
+            ),
+            gap_fills: counter(
+                registry,
+                "gateway_gap_fills_total",
+                "Comments recovered from the store to fill a gap",
+            ),
+            redis_up: gauge(
+                registry,
+                "gateway_redis_up",
+                "Redis reachable (1) or not (0)",
+            ),
+            mongo_up: gauge(
+                registry,
+                "gateway_mongo_up",
+                "MongoDB reachable (1) or not (0)",
+            ),
         }
     }
 }

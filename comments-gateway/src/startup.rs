@@ -81,18 +81,20 @@ fn limiter(settings: &Settings) -> Option<Arc<PostLimiter>> {
     Some(Arc::new(RateLimiter::keyed(quota)))
 }
 
-async fn health_loop(store: Store, metrics: GatewayMetrics, mongo_up: Arc<AtomicBool>, cancel: CancellationToken) {
-    let mut indexed = false;
+async fn health_loop(
+    store: Store,
+    metrics: GatewayMetrics,
+    mongo_up: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
     loop {
         let up = store.ping().await;
         if up
-            && !indexed
             && let Store::Mongo(mongo) = &store
+            && !mongo.is_indexed()
+            && let Err(e) = mongo.ensure_indexes().await
         {
-            match mongo.ensure_indexes().await {
-                Ok(()) => indexed = true,
-                Err(e) => tracing::warn!(error = %e, "cannot create indexes yet"),
-            }
+            tracing::warn!(error = %e, "cannot create indexes yet");
         }
         if up != mongo_up.swap(up, Ordering::AcqRel) {
             if up {
@@ -122,14 +124,18 @@ impl Application {
         let store = match &settings.mongo_url {
             Some(url) => {
                 let mongo = MongoStore::connect(url).await?;
+                if let Err(e) = mongo.ensure_indexes().await {
+                    tracing::warn!(error = %e, "MongoDB does not answer yet; posts wait for the indexes");
+                }
                 Store::Mongo(mongo)
             }
             None => {
                 let dir = PathBuf::from(&settings.data_dir).join("comments-gateway");
                 let demo = PathBuf::from(&settings.demo_dir);
-                let embedded = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, &demo))
-                    .await
-                    .context("opening the embedded store")??;
+                let embedded =
+                    tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, &demo))
+                        .await
+                        .context("opening the embedded store")??;
                 Store::Embedded(embedded)
             }
         };
@@ -259,7 +265,10 @@ impl Application {
         };
         state.shutdown.cancel();
         state.tracker.close();
-        if tokio::time::timeout(crate::ws::CLOSE_GRACE, state.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(crate::ws::CLOSE_GRACE, state.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not close in time");
         }
         handle.stop(true).await;
@@ -269,14 +278,19 @@ impl Application {
         };
         background_cancel.cancel();
         background.close();
-        if tokio::time::timeout(Duration::from_secs(5), background.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), background.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("background tasks did not stop in time");
         }
         if let Store::Mongo(mongo) = &state.store {
             mongo.client().clone().shutdown().await;
         }
         tracing::info!("comments-gateway stopped");
-        result.context("server task panicked")?.context("server failed")?;
+        result
+            .context("server task panicked")?
+            .context("server failed")?;
         Ok(())
     }
 }

@@ -57,7 +57,12 @@ pub struct RedisDriver {
 
 impl Bus {
     /// A Redis bus for `url` and its driver (not yet running).
-    pub fn redis(url: &str, channels: Channels, origin: String, metrics: GatewayMetrics) -> anyhow::Result<(Self, RedisDriver)> {
+    pub fn redis(
+        url: &str,
+        channels: Channels,
+        origin: String,
+        metrics: GatewayMetrics,
+    ) -> anyhow::Result<(Self, RedisDriver)> {
         let client = redis::Client::open(url).context("parsing REDIS_URL")?;
         let (tx, rx) = mpsc::unbounded_channel();
         let publisher = Arc::new(Mutex::new(None));
@@ -124,7 +129,10 @@ impl Bus {
         };
         let sent = tokio::time::timeout(
             Duration::from_secs(1),
-            redis::cmd("PUBLISH").arg(&channel).arg(payload).query_async::<i64>(&mut conn),
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(payload)
+                .query_async::<i64>(&mut conn),
         )
         .await;
         match sent {
@@ -154,7 +162,11 @@ impl Bus {
     }
 }
 
-type Split = (redis::aio::PubSubSink, redis::aio::PubSubStream, MultiplexedConnection);
+type Split = (
+    redis::aio::PubSubSink,
+    redis::aio::PubSubStream,
+    MultiplexedConnection,
+);
 
 impl RedisDriver {
     async fn connect(&self, desired: &HashSet<RoomId>) -> anyhow::Result<Split> {
@@ -165,9 +177,13 @@ impl RedisDriver {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(limit))
             .set_response_timeout(Some(limit));
-        let conn = tokio::time::timeout(limit, self.client.get_multiplexed_async_connection_with_config(&config))
-            .await
-            .context("connect timed out")??;
+        let conn = tokio::time::timeout(
+            limit,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .context("connect timed out")??;
         let (mut sink, stream) = pubsub.split();
         let mut channels: Vec<String> = vec![self.channels.notice()];
         channels.extend(desired.iter().map(|r| self.channels.room(r)));

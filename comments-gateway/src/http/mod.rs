@@ -38,7 +38,11 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(service_kit::health::healthz))
             .default_service(not_allowed()),
     )
-    .service(web::resource("/readyz").route(web::get().to(readyz)).default_service(not_allowed()))
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .default_service(not_allowed()),
+    )
     .service(
         web::resource("/metrics")
             .route(web::get().to(service_kit::metrics::metrics_endpoint))
@@ -59,7 +63,8 @@ async fn room_comments(
     query: web::Query<RoomQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
-    let room = RoomId::parse(path.into_inner()).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let room =
+        RoomId::parse(path.into_inner()).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
     let limit = page_limit(query.limit).map_err(GatewayError::BadRequest)?;
     let slice = match query.before {
         Some(before) => Slice::Before { before, limit },
@@ -79,20 +84,30 @@ struct NoticeBody {
 fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// `POST /admin/notice` with `Authorization: Bearer $ADMIN_TOKEN`.
-async fn admin_notice(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, GatewayError> {
+async fn admin_notice(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
     let authorised = match (&state.admin_token, bearer(&req)) {
-        (Some(expected), Some(given)) => bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())),
+        (Some(expected), Some(given)) => {
+            bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
+        }
         _ => false,
     };
     if !authorised {
-        return Err(GatewayError::Unauthorized("a valid admin token is required".into()));
+        return Err(GatewayError::Unauthorized(
+            "a valid admin token is required".into(),
+        ));
     }
-    let notice: NoticeBody =
-        serde_json::from_slice(&body).map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let notice: NoticeBody = serde_json::from_slice(&body)
+        .map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))?;
     let text = CommentText::parse(&notice.text).map_err(|e| match e {
         CommentTextError::Empty => GatewayError::BadRequest(e.to_string()),
         CommentTextError::TooLong(_) => GatewayError::TooLarge(e.to_string()),

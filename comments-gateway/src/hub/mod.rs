@@ -251,7 +251,9 @@ impl Hub {
         let mut gap = false;
         {
             let mut state = self.lock();
-            let Some(entry) = state.rooms.get_mut(&room) else { return };
+            let Some(entry) = state.rooms.get_mut(&room) else {
+                return;
+            };
             if entry.generation != generation {
                 return;
             }
@@ -281,7 +283,11 @@ impl Hub {
     /// out, and from now on only comments above the last delivered one.
     pub fn activate(&self, room: &RoomId, id: ConnId, backlog_last: u64) {
         let mut state = self.lock();
-        let Some(member) = state.rooms.get_mut(room).and_then(|r| r.members.get_mut(&id)) else {
+        let Some(member) = state
+            .rooms
+            .get_mut(room)
+            .and_then(|r| r.members.get_mut(&id))
+        else {
             return;
         };
         match std::mem::replace(&mut member.state, MemberState::Active) {
@@ -321,7 +327,9 @@ impl Hub {
         };
         let gap = {
             let mut state = self.lock();
-            let Some(room) = state.rooms.get_mut(&comment.room) else { return };
+            let Some(room) = state.rooms.get_mut(&comment.room) else {
+                return;
+            };
             offer(room, delivery, &self.inner.metrics)
         };
         if gap {
@@ -409,11 +417,14 @@ impl Hub {
             let page = match self
                 .inner
                 .store
-                .read(&room, Slice::After {
-                    after: expected.saturating_sub(1),
-                    upto: None,
-                    max: FILL_BATCH,
-                })
+                .read(
+                    &room,
+                    Slice::After {
+                        after: expected.saturating_sub(1),
+                        upto: None,
+                        max: FILL_BATCH,
+                    },
+                )
                 .await
             {
                 Ok(page) => page,
@@ -426,7 +437,9 @@ impl Hub {
             let more = page.more;
             let gap = {
                 let mut state = self.lock();
-                let Some(entry) = state.rooms.get_mut(&room) else { return };
+                let Some(entry) = state.rooms.get_mut(&room) else {
+                    return;
+                };
                 if entry.generation != generation {
                     return;
                 }
@@ -459,7 +472,9 @@ impl Hub {
     fn start_gap_timer(&self, room: &RoomId) {
         let generation = {
             let mut state = self.lock();
-            let Some(entry) = state.rooms.get_mut(room) else { return };
+            let Some(entry) = state.rooms.get_mut(room) else {
+                return;
+            };
             if entry.gap_timer || entry.pending.is_empty() {
                 return;
             }
@@ -476,11 +491,15 @@ impl Hub {
         loop {
             let (from, to) = {
                 let mut state = self.lock();
-                let Some(entry) = state.rooms.get_mut(&room) else { return };
+                let Some(entry) = state.rooms.get_mut(&room) else {
+                    return;
+                };
                 if entry.generation != generation {
                     return;
                 }
-                let (Some(expected), Some((&first, _))) = (entry.expected, entry.pending.first_key_value()) else {
+                let (Some(expected), Some((&first, _))) =
+                    (entry.expected, entry.pending.first_key_value())
+                else {
                     entry.gap_timer = false;
                     return;
                 };
@@ -497,11 +516,14 @@ impl Hub {
             let read = self
                 .inner
                 .store
-                .read(&room, Slice::After {
-                    after: from.saturating_sub(1),
-                    upto: Some(to),
-                    max: FILL_BATCH,
-                })
+                .read(
+                    &room,
+                    Slice::After {
+                        after: from.saturating_sub(1),
+                        upto: Some(to),
+                        max: FILL_BATCH,
+                    },
+                )
                 .await;
             let page = match read {
                 Ok(page) => page,
@@ -509,7 +531,9 @@ impl Hub {
                     tracing::warn!(%room, error = %e, "gap fill failed; retrying");
                     let give_up = {
                         let mut state = self.lock();
-                        let Some(entry) = state.rooms.get_mut(&room) else { return };
+                        let Some(entry) = state.rooms.get_mut(&room) else {
+                            return;
+                        };
                         entry.pending.len() > MAX_PENDING
                     };
                     if !give_up {
@@ -522,7 +546,9 @@ impl Hub {
             let more = page.more;
             let done = {
                 let mut state = self.lock();
-                let Some(entry) = state.rooms.get_mut(&room) else { return };
+                let Some(entry) = state.rooms.get_mut(&room) else {
+                    return;
+                };
                 if entry.generation != generation {
                     return;
                 }
@@ -559,12 +585,13 @@ impl Hub {
             }
         }
     }
-
 }
 
 /// Removes a member; true when the room emptied (and was dropped).
 fn remove_member(state: &mut State, room: &RoomId, id: ConnId) -> bool {
-    let Some(entry) = state.rooms.get_mut(room) else { return false };
+    let Some(entry) = state.rooms.get_mut(room) else {
+        return false;
+    };
     entry.members.remove(&id);
     if entry.members.is_empty() {
         state.rooms.remove(room);
@@ -640,5 +667,118 @@ fn deliver(room: &mut Room, delivery: &Delivery, metrics: &GatewayMetrics) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> GatewayMetrics {
+        GatewayMetrics::new(&prometheus::Registry::new())
+    }
+
+    fn room(expected: Option<u64>) -> Room {
+        Room {
+            generation: 0,
+            members: HashMap::new(),
+            expected,
+            initialising: false,
+            waiters: Vec::new(),
+            pending: BTreeMap::new(),
+            gap_timer: false,
+            joining_max: 16,
+        }
+    }
+
+    fn member(room: &mut Room, id: ConnId, active: bool) -> mpsc::Receiver<ByteString> {
+        let (tx, rx) = mpsc::channel(64);
+        room.members.insert(
+            id,
+            Member {
+                conn: ConnTx {
+                    tx,
+                    ctl: Arc::new(ConnCtl::default()),
+                },
+                state: if active {
+                    MemberState::Active
+                } else {
+                    MemberState::Joining(Vec::new())
+                },
+                last_seq: 0,
+            },
+        );
+        rx
+    }
+
+    fn d(seq: u64) -> Delivery {
+        Delivery {
+            seq,
+            frame: ByteString::from(seq.to_string()),
+        }
+    }
+
+    fn received(rx: &mut mpsc::Receiver<ByteString>) -> Vec<u64> {
+        let mut out = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            out.push(frame.parse().unwrap_or(0));
+        }
+        out
+    }
+
+    #[test]
+    fn delivers_in_order_once_and_holds_across_gaps() {
+        let m = metrics();
+        let mut r = room(Some(1));
+        let mut rx = member(&mut r, 1, true);
+        assert!(!offer(&mut r, d(1), &m));
+        assert!(!offer(&mut r, d(1), &m), "duplicate");
+        assert!(offer(&mut r, d(3), &m), "gap at 2");
+        assert!(offer(&mut r, d(4), &m));
+        assert_eq!(received(&mut rx), vec![1]);
+        assert!(!offer(&mut r, d(2), &m), "late arrival closes the gap");
+        assert_eq!(received(&mut rx), vec![2, 3, 4]);
+        assert!(!offer(&mut r, d(3), &m), "late duplicate");
+        assert_eq!(received(&mut rx), Vec::<u64>::new());
+        assert_eq!(r.expected, Some(5));
+    }
+
+    #[test]
+    fn events_before_initialisation_wait_for_the_starting_point() {
+        let m = metrics();
+        let mut r = room(None);
+        let mut rx = member(&mut r, 1, true);
+        offer(&mut r, d(6), &m);
+        offer(&mut r, d(7), &m);
+        assert_eq!(received(&mut rx), Vec::<u64>::new());
+        // The store said max = 6: 6 is in the backlog, 7 is live.
+        r.expected = Some(7);
+        assert!(!drain(&mut r, &m));
+        assert_eq!(received(&mut rx), vec![7]);
+    }
+
+    #[test]
+    fn joining_members_get_only_what_their_backlog_lacks() {
+        let m = metrics();
+        let mut r = room(Some(10));
+        let mut rx = member(&mut r, 1, false);
+        offer(&mut r, d(10), &m);
+        offer(&mut r, d(11), &m);
+        assert_eq!(received(&mut rx), Vec::<u64>::new(), "held while joining");
+        // Backlog read after 10 was stored: it ends at 10.
+        let member = r.members.get_mut(&1).expect("member");
+        let MemberState::Joining(held) = std::mem::replace(&mut member.state, MemberState::Active)
+        else {
+            panic!("joining")
+        };
+        member.last_seq = 10;
+        for delivery in held {
+            if delivery.seq > member.last_seq {
+                member.conn.push(delivery.frame, &m);
+                member.last_seq = delivery.seq;
+            }
+        }
+        offer(&mut r, d(12), &m);
+        assert_eq!(received(&mut rx), vec![11, 12]);
     }
 }

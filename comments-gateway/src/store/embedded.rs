@@ -116,7 +116,9 @@ impl EmbeddedStore {
         work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || work(&db)).await.map_err(internal)?
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(internal)?
     }
 
     fn insert_blocking(&self, new: NewComment) -> Result<Inserted, StoreError> {
@@ -199,7 +201,10 @@ impl EmbeddedStore {
             if !ascending {
                 out.reverse();
             }
-            Ok(Page { comments: out, more })
+            Ok(Page {
+                comments: out,
+                more,
+            })
         })
         .await
     }
@@ -240,7 +245,9 @@ impl EmbeddedStore {
                                         ..row
                                     };
                                     let raw = serde_json::to_vec(&updated).map_err(internal)?;
-                                    table.insert((r.as_str(), seq), raw.as_slice()).map_err(internal)?;
+                                    table
+                                        .insert((r.as_str(), seq), raw.as_slice())
+                                        .map_err(internal)?;
                                     DeleteOutcome::Deleted
                                 }
                             }
@@ -257,8 +264,13 @@ impl EmbeddedStore {
     }
 }
 
-fn last_seq(table: &impl ReadableTable<(&'static str, u64), &'static [u8]>, room: &str) -> Result<u64, StoreError> {
-    let mut range = table.range((room, 0)..=(room, u64::MAX)).map_err(internal)?;
+fn last_seq(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    room: &str,
+) -> Result<u64, StoreError> {
+    let mut range = table
+        .range((room, 0)..=(room, u64::MAX))
+        .map_err(internal)?;
     match range.next_back() {
         Some(item) => {
             let (k, _) = item.map_err(internal)?;
@@ -305,7 +317,9 @@ fn insert_in(db: &Database, new: NewComment) -> Result<Inserted, StoreError> {
                 deleted: false,
             };
             let raw = serde_json::to_vec(&row).map_err(internal)?;
-            table.insert((room, seq), raw.as_slice()).map_err(internal)?;
+            table
+                .insert((room, seq), raw.as_slice())
+                .map_err(internal)?;
             ids.insert(id.as_str(), (room, seq)).map_err(internal)?;
             Inserted {
                 comment: row.comment(&new.room, seq),

@@ -68,7 +68,11 @@ pub enum Slice {
     /// The newest `limit` below `before`.
     Before { before: u64, limit: u32 },
     /// Up to `max` with seq in (`after`, `upto`), oldest first.
-    After { after: u64, upto: Option<u64>, max: usize },
+    After {
+        after: u64,
+        upto: Option<u64>,
+        max: usize,
+    },
 }
 
 /// What a delete found.
@@ -117,7 +121,13 @@ impl Store {
     }
 
     /// Soft-deletes a comment if `actor` wrote it or is an admin.
-    pub async fn delete(&self, room: &RoomId, id: &str, actor: &str, admin: bool) -> Result<DeleteOutcome, StoreError> {
+    pub async fn delete(
+        &self,
+        room: &RoomId,
+        id: &str,
+        actor: &str,
+        admin: bool,
+    ) -> Result<DeleteOutcome, StoreError> {
         match self {
             Store::Mongo(s) => s.delete(room, id, actor, admin).await,
             Store::Embedded(s) => s.delete(room, id, actor, admin).await,

@@ -1,6 +1,7 @@
 //! The MongoDB `comments` collection.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,6 +60,8 @@ pub struct MongoStore {
     comments: Collection<Doc>,
     db: mongodb::Database,
     next_seq: Arc<Mutex<HashMap<String, u64>>>,
+    /// The unique (room, seq) index exists: no post is stored before it does.
+    indexed: Arc<AtomicBool>,
 }
 
 fn unavailable(e: mongodb::error::Error) -> StoreError {
@@ -68,7 +71,10 @@ fn unavailable(e: mongodb::error::Error) -> StoreError {
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        ErrorKind::InsertMany(m) => m.write_errors.as_ref().is_some_and(|errs| errs.iter().any(|w| w.code == 11000)),
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|errs| errs.iter().any(|w| w.code == 11000)),
         ErrorKind::Command(c) => c.code == 11000,
         _ => false,
     }
@@ -77,15 +83,22 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 impl MongoStore {
     /// Connects (lazily) to `url`; the database is the URL's path, default `library`.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let mut options = ClientOptions::parse(url).await.context("parsing MONGO_URL")?;
+        let mut options = ClientOptions::parse(url)
+            .await
+            .context("parsing MONGO_URL")?;
         if options.server_selection_timeout.is_none() {
             options.server_selection_timeout = Some(Duration::from_secs(5));
         }
         if options.connect_timeout.is_none() {
             options.connect_timeout = Some(Duration::from_secs(5));
         }
-        let db_name = options.default_database.clone().unwrap_or_else(|| "library".to_owned());
-        options.app_name.get_or_insert_with(|| "comments-gateway".to_owned());
+        let db_name = options
+            .default_database
+            .clone()
+            .unwrap_or_else(|| "library".to_owned());
+        options
+            .app_name
+            .get_or_insert_with(|| "comments-gateway".to_owned());
         let client = Client::with_options(options).context("building the MongoDB client")?;
         let db = client.database(&db_name);
         let comments = db.collection::<Doc>("comments");
@@ -94,24 +107,42 @@ impl MongoStore {
             comments,
             db,
             next_seq: Arc::new(Mutex::new(HashMap::new())),
+            indexed: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// True once the indexes exist.
+    pub fn is_indexed(&self) -> bool {
+        self.indexed.load(Ordering::Acquire)
     }
 
     /// Creates the indexes the queries need (idempotent).
     pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
         let room_seq = IndexModel::builder()
             .keys(doc! {"room": 1, "seq": 1})
-            .options(IndexOptions::builder().unique(true).name("room_seq".to_owned()).build())
+            .options(
+                IndexOptions::builder()
+                    .unique(true)
+                    .name("room_seq".to_owned())
+                    .build(),
+            )
             .build();
-        self.comments.create_index(room_seq).await.context("creating index room_seq")?;
+        self.comments
+            .create_index(room_seq)
+            .await
+            .context("creating index room_seq")?;
+        self.indexed.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Pings the server.
     pub async fn ping(&self) -> bool {
-        tokio::time::timeout(Duration::from_secs(2), self.db.run_command(doc! {"ping": 1}))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            self.db.run_command(doc! {"ping": 1}),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
     }
 
     /// The driver's client (for shutdown).
@@ -139,10 +170,19 @@ impl MongoStore {
     }
 
     async fn find_by_id(&self, id: &str) -> Result<Option<Doc>, StoreError> {
-        self.comments.find_one(doc! {"_id": id}).await.map_err(unavailable)
+        self.comments
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(unavailable)
     }
 
     pub(super) async fn insert(&self, new: NewComment) -> Result<Inserted, StoreError> {
+        if !self.indexed.load(Ordering::Acquire) {
+            // Seq uniqueness rests on this index.
+            self.ensure_indexes()
+                .await
+                .map_err(StoreError::Unavailable)?;
+        }
         let id = match &new.client_id {
             Some(c) => client_key(&new.author.id, c),
             None => fresh_id(),
@@ -173,10 +213,13 @@ impl MongoStore {
             match self.comments.insert_one(&doc).await {
                 Ok(_) => {
                     self.remember_next(&room, seq + 1);
-                    let comment = doc
-                        .into_comment()
-                        .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("stored comment does not convert")))?;
-                    return Ok(Inserted { comment, fresh: true });
+                    let comment = doc.into_comment().ok_or_else(|| {
+                        StoreError::Internal(anyhow::anyhow!("stored comment does not convert"))
+                    })?;
+                    return Ok(Inserted {
+                        comment,
+                        fresh: true,
+                    });
                 }
                 Err(e) if is_duplicate_key(&e) => {
                     if doc.client_id.is_some()
@@ -195,7 +238,9 @@ impl MongoStore {
                 }
             }
         }
-        Err(StoreError::Unavailable(anyhow::anyhow!("could not allocate a seq in room {room}")))
+        Err(StoreError::Unavailable(anyhow::anyhow!(
+            "could not allocate a seq in room {room}"
+        )))
     }
 
     async fn max_seq_raw(&self, room: &str) -> Result<u64, StoreError> {
@@ -215,7 +260,11 @@ impl MongoStore {
     pub(super) async fn read(&self, room: &RoomId, slice: Slice) -> Result<Page, StoreError> {
         let room = room.as_str();
         let (filter, ascending, take) = match slice {
-            Slice::Latest { limit } => (doc! {"room": room, "deleted": {"$ne": true}}, false, limit as usize),
+            Slice::Latest { limit } => (
+                doc! {"room": room, "deleted": {"$ne": true}},
+                false,
+                limit as usize,
+            ),
             Slice::Before { before, limit } => (
                 doc! {"room": room, "deleted": {"$ne": true}, "seq": {"$lt": clamp(before)}},
                 false,
@@ -226,7 +275,11 @@ impl MongoStore {
                 if let Some(upto) = upto {
                     range.insert("$lt", clamp(upto));
                 }
-                (doc! {"room": room, "deleted": {"$ne": true}, "seq": range}, true, max)
+                (
+                    doc! {"room": room, "deleted": {"$ne": true}, "seq": range},
+                    true,
+                    max,
+                )
             }
         };
         let docs: Vec<Doc> = self
@@ -240,7 +293,11 @@ impl MongoStore {
             .await
             .map_err(unavailable)?;
         let more = docs.len() > take;
-        let mut comments: Vec<Comment> = docs.into_iter().take(take).filter_map(Doc::into_comment).collect();
+        let mut comments: Vec<Comment> = docs
+            .into_iter()
+            .take(take)
+            .filter_map(Doc::into_comment)
+            .collect();
         if !ascending {
             comments.reverse();
         }
@@ -287,5 +344,8 @@ fn existing(doc: Doc) -> Result<Inserted, StoreError> {
     let comment = doc
         .into_comment()
         .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("stored comment does not convert")))?;
-    Ok(Inserted { comment, fresh: false })
+    Ok(Inserted {
+        comment,
+        fresh: false,
+    })
 }

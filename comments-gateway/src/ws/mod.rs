@@ -12,8 +12,9 @@ use bytestring::ByteString;
 use serde::Deserialize;
 use shared_proto::channels::BusEvent;
 use shared_proto::ws::{
-    Ack, ClientFrame, ClientMessage, Delete, Empty, History, HistoryPage, MAX_FRAME_BYTES, MAX_ROOMS_PER_CONNECTION,
-    MAX_SINCE_BATCH, Post, Ref, RoomOnly, ServerFrame, ServerMessage, Subscribe, Subscribed, UserInfo, Welcome,
+    Ack, ClientFrame, ClientMessage, Delete, Empty, History, HistoryPage, MAX_FRAME_BYTES,
+    MAX_ROOMS_PER_CONNECTION, MAX_SINCE_BATCH, Post, Ref, RoomOnly, ServerFrame, ServerMessage,
+    Subscribe, Subscribed, UserInfo, Welcome,
 };
 use shared_proto::{Author, Claims, ErrorCode, Role, RoomId};
 use tokio::sync::mpsc;
@@ -52,7 +53,9 @@ pub async fn ws_entry(
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| GatewayError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
     let state = state.into_inner();
-    let task = state.tracker.track_future(run_connection(state.clone(), session, stream, user));
+    let task = state
+        .tracker
+        .track_future(run_connection(state.clone(), session, stream, user));
     actix_web::rt::spawn(task);
     Ok(response)
 }
@@ -66,8 +69,15 @@ struct Connection {
     out: ConnTx,
 }
 
-async fn run_connection(state: Arc<AppState>, mut session: Session, stream: actix_ws::MessageStream, user: Option<Claims>) {
-    let id = state.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+async fn run_connection(
+    state: Arc<AppState>,
+    mut session: Session,
+    stream: actix_ws::MessageStream,
+    user: Option<Claims>,
+) {
+    let id = state
+        .next_conn
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let label = format!("{}-{}", state.instance, id);
     let (tx, rx) = mpsc::channel::<ByteString>(state.queue_max);
     let out = ConnTx {
@@ -89,7 +99,10 @@ async fn run_connection(state: Arc<AppState>, mut session: Session, stream: acti
         rooms: HashSet::new(),
         out,
     };
-    let reason = conn.run(&mut session, stream, rx).instrument(span.clone()).await;
+    let reason = conn
+        .run(&mut session, stream, rx)
+        .instrument(span.clone())
+        .await;
     state.hub.unregister(conn.id, conn.rooms.iter());
     state.metrics.connections.dec();
     span.in_scope(|| tracing::debug!(?reason, "connection closed"));
@@ -108,7 +121,8 @@ fn close(code: CloseCode, description: &str) -> Option<CloseReason> {
 
 impl Connection {
     fn push(&self, frame: &ServerFrame) {
-        self.out.push(ByteString::from(frame.encode()), &self.state.metrics);
+        self.out
+            .push(ByteString::from(frame.encode()), &self.state.metrics);
     }
 
     fn reply(&self, reference: Option<Ref>, message: ServerMessage) {
@@ -232,7 +246,10 @@ impl Connection {
                 if self.rooms.remove(&room) {
                     self.state.hub.leave(&room, self.id);
                 }
-                self.reply(reference.clone(), ServerMessage::Unsubscribed(RoomOnly { room }));
+                self.reply(
+                    reference.clone(),
+                    ServerMessage::Unsubscribed(RoomOnly { room }),
+                );
                 Ok(())
             }
             ClientMessage::Post(post) => self.post(reference.clone(), post).await,
@@ -251,7 +268,11 @@ impl Connection {
         }
     }
 
-    async fn subscribe(&mut self, reference: Option<Ref>, sub: Subscribe) -> Result<(), GatewayError> {
+    async fn subscribe(
+        &mut self,
+        reference: Option<Ref>,
+        sub: Subscribe,
+    ) -> Result<(), GatewayError> {
         let room = sub.room;
         let already = self.rooms.contains(&room);
         if !already && self.rooms.len() >= MAX_ROOMS_PER_CONNECTION {
@@ -361,7 +382,12 @@ impl Connection {
             .await?;
         match outcome {
             DeleteOutcome::Deleted => {
-                self.reply(reference, ServerMessage::Ack(Ack::Deleted { id: delete.id.clone() }));
+                self.reply(
+                    reference,
+                    ServerMessage::Ack(Ack::Deleted {
+                        id: delete.id.clone(),
+                    }),
+                );
                 self.state.hub.deleted(&delete.room, &delete.id);
                 let event = BusEvent::Deleted {
                     origin: self.state.instance.clone(),
@@ -371,19 +397,30 @@ impl Connection {
                 self.state.bus.publish(&event).await;
                 Ok(())
             }
-            DeleteOutcome::NotFound => Err(GatewayError::NotFound("no such comment in this room".into())),
-            DeleteOutcome::Forbidden => Err(GatewayError::Forbidden("only the author or an admin may delete this comment".into())),
+            DeleteOutcome::NotFound => Err(GatewayError::NotFound(
+                "no such comment in this room".into(),
+            )),
+            DeleteOutcome::Forbidden => Err(GatewayError::Forbidden(
+                "only the author or an admin may delete this comment".into(),
+            )),
         }
     }
 
-    async fn history(&mut self, reference: Option<Ref>, history: History) -> Result<(), GatewayError> {
+    async fn history(
+        &mut self,
+        reference: Option<Ref>,
+        history: History,
+    ) -> Result<(), GatewayError> {
         let page = self
             .state
             .store
-            .read(&history.room, Slice::Before {
-                before: history.before,
-                limit: history.limit,
-            })
+            .read(
+                &history.room,
+                Slice::Before {
+                    before: history.before,
+                    limit: history.limit,
+                },
+            )
             .await?;
         self.reply(
             reference,

@@ -58,12 +58,23 @@ async fn concurrent_posts_on_two_instances_reach_everyone_once_in_order() {
     }
     all_acked.sort_unstable();
     let total = EACH * 4;
-    assert_eq!(all_acked, (1..=total as u64).collect::<Vec<_>>(), "seqs are dense and unique");
+    assert_eq!(
+        all_acked,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "seqs are dense and unique"
+    );
 
     for reader in &mut readers {
         let got = collect_comments(reader, total).await;
-        let got_seqs: Vec<u64> = got.iter().map(|c| c["seq"].as_u64().expect("seq")).collect();
-        assert_eq!(got_seqs, (1..=total as u64).collect::<Vec<_>>(), "in order, none missing, none twice");
+        let got_seqs: Vec<u64> = got
+            .iter()
+            .map(|c| c["seq"].as_u64().expect("seq"))
+            .collect();
+        assert_eq!(
+            got_seqs,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "in order, none missing, none twice"
+        );
         reader.silent_for(Duration::from_millis(200)).await;
     }
 }
@@ -87,7 +98,9 @@ async fn resume_with_since_on_another_instance_after_a_drop() {
     jd.post("42", "four").await;
 
     let mut back = b.client(None).await;
-    let resumed = back.request("subscribe", json!({"room": "42", "since": last})).await;
+    let resumed = back
+        .request("subscribe", json!({"room": "42", "since": last}))
+        .await;
     let texts: Vec<&str> = resumed["payload"]["comments"]
         .as_array()
         .expect("array")
@@ -115,19 +128,37 @@ async fn admin_notices_reach_every_instance() {
     assert_eq!(a.notice(None, json!({"text": "hi"})).await, 401);
     assert_eq!(a.notice(Some("wrong"), json!({"text": "hi"})).await, 401);
 
-    assert_eq!(a.notice(Some(ADMIN_TOKEN), json!({"text": "to room 1", "room": "1"})).await, 202);
+    assert_eq!(
+        a.notice(Some(ADMIN_TOKEN), json!({"text": "to room 1", "room": "1"}))
+            .await,
+        202
+    );
     let notice = in_room_b.recv().await;
     assert_eq!(notice["type"], "notice");
-    assert_eq!(notice["payload"], json!({"text": "to room 1", "from": "admin", "room": "1"}));
+    assert_eq!(
+        notice["payload"],
+        json!({"text": "to room 1", "from": "admin", "room": "1"})
+    );
 
-    assert_eq!(a.notice(Some(ADMIN_TOKEN), json!({"text": "everyone"})).await, 202);
+    assert_eq!(
+        a.notice(Some(ADMIN_TOKEN), json!({"text": "everyone"}))
+            .await,
+        202
+    );
     for client in [&mut in_room_b, &mut elsewhere_a, &mut idle_b] {
         let notice = client.recv().await;
-        assert_eq!(notice["payload"], json!({"text": "everyone", "from": "admin"}));
+        assert_eq!(
+            notice["payload"],
+            json!({"text": "everyone", "from": "admin"})
+        );
     }
     elsewhere_a.silent_for(Duration::from_millis(200)).await;
     assert_eq!(a.notice(Some(ADMIN_TOKEN), json!({"text": ""})).await, 400);
-    assert_eq!(a.notice(Some(ADMIN_TOKEN), json!({"text": "x", "room": "a/b"})).await, 400);
+    assert_eq!(
+        a.notice(Some(ADMIN_TOKEN), json!({"text": "x", "room": "a/b"}))
+            .await,
+        400
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,10 +171,54 @@ async fn deletes_reach_subscribers_on_other_instances() {
     let mut reader = b.client(None).await;
     reader.subscribe("8").await;
     let comment = jd.post("8", "soon gone").await;
-    assert_eq!(collect_comments(&mut reader, 1).await[0]["id"], comment["id"]);
-    let reply = jd.request("delete", json!({"room": "8", "id": comment["id"]})).await;
+    assert_eq!(
+        collect_comments(&mut reader, 1).await[0]["id"],
+        comment["id"]
+    );
+    let reply = jd
+        .request("delete", json!({"room": "8", "id": comment["id"]}))
+        .await;
     assert_eq!(reply["type"], "ack");
     let gone = reader.recv().await;
     assert_eq!(gone["type"], "comment_deleted");
     assert_eq!(gone["payload"]["id"], comment["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_publish_is_filled_from_the_store_in_order() {
+    use mongodb::bson::{DateTime, Document, doc};
+
+    let backends = Backends::shared();
+    let a = spawn_app(&backends).await;
+    let b = spawn_app(&backends).await;
+    let mut poster = a.client(Some(&user_token("JD"))).await;
+    poster.subscribe("g").await;
+    let mut reader = b.client(None).await;
+    reader.subscribe("g").await;
+    poster.post("g", "one").await;
+    assert_eq!(collect_comments(&mut reader, 1).await[0]["seq"], 1);
+
+    // Two comments stored by an instance whose publishes never arrived: one since deleted.
+    let client = mongodb::Client::with_uri_str(backends.mongo.as_deref().expect("mongo"))
+        .await
+        .expect("client");
+    let comments = client
+        .default_database()
+        .expect("db in url")
+        .collection::<Document>("comments");
+    for (seq, text, deleted) in [(2i64, "", true), (3, "sneaked", false)] {
+        comments
+            .insert_one(doc! {
+                "_id": format!("manual-{seq}"), "room": "g", "seq": seq, "authorId": "X", "authorName": "X",
+                "text": text, "createdAt": DateTime::now(), "deleted": deleted,
+            })
+            .await
+            .expect("inserted");
+    }
+    let four = poster.post("g", "four").await;
+    assert_eq!(four["seq"], 4);
+    let got = collect_comments(&mut reader, 2).await;
+    let texts: Vec<&str> = got.iter().filter_map(|c| c["text"].as_str()).collect();
+    assert_eq!(texts, vec!["sneaked", "four"]);
+    reader.silent_for(Duration::from_millis(300)).await;
 }

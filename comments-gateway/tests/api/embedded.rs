@@ -31,11 +31,22 @@ async fn embedded_mode_loads_demo_once_and_persists_across_restart() {
     let mut jd = first.client(Some(&user_token("JD"))).await;
     let index = jd.subscribe("index").await;
     assert_eq!(seqs(&index["payload"]["comments"]), vec![1, 2]);
-    assert_eq!(index["payload"]["comments"][0]["createdAt"], "2026-01-01T10:00:00.000Z");
-    assert_eq!(index["payload"]["comments"][0]["author"], json!({"id": "JD", "name": "John Doe"}));
+    assert_eq!(
+        index["payload"]["comments"][0]["createdAt"],
+        "2026-01-01T10:00:00.000Z"
+    );
+    assert_eq!(
+        index["payload"]["comments"][0]["author"],
+        json!({"id": "JD", "name": "John Doe"})
+    );
     let posted = jd.post("index", "kept").await;
     assert_eq!(posted["seq"], 3);
-    let reply = jd.request("post", json!({"room": "index", "text": "kept", "clientId": "c1"})).await;
+    let reply = jd
+        .request(
+            "post",
+            json!({"room": "index", "text": "kept", "clientId": "c1"}),
+        )
+        .await;
     let keyed = reply["payload"]["comment"].clone();
     jd.close().await;
     first.stop().await.expect("stops");
@@ -43,11 +54,25 @@ async fn embedded_mode_loads_demo_once_and_persists_across_restart() {
     let second = spawn_app(&backends).await;
     let mut jd = second.client(Some(&user_token("JD"))).await;
     let index = jd.subscribe("index").await;
-    assert_eq!(seqs(&index["payload"]["comments"]), vec![1, 2, 3, 4], "demo loaded once, posts kept");
-    let again = jd.request("post", json!({"room": "index", "text": "kept", "clientId": "c1"})).await;
-    assert_eq!(again["payload"]["comment"], keyed, "clientId remembered across restarts");
+    assert_eq!(
+        seqs(&index["payload"]["comments"]),
+        vec![1, 2, 3, 4],
+        "demo loaded once, posts kept"
+    );
+    let again = jd
+        .request(
+            "post",
+            json!({"room": "index", "text": "kept", "clientId": "c1"}),
+        )
+        .await;
+    assert_eq!(
+        again["payload"]["comment"], keyed,
+        "clientId remembered across restarts"
+    );
     let book = jd.subscribe("1").await;
     assert_eq!(book["payload"]["comments"][0]["text"], "Great book");
-    let resp = reqwest::get(second.http("/rooms/1/comments")).await.expect("answers");
+    let resp = reqwest::get(second.http("/rooms/1/comments"))
+        .await
+        .expect("answers");
     assert_eq!(resp.status().as_u16(), 200);
 }

@@ -31,7 +31,10 @@ impl Backends {
     pub fn shared() -> Self {
         Self {
             redis: Some(test_harness::redis()),
-            mongo: Some(test_harness::mongo_url_with_db(&test_harness::mongo(), &test_harness::unique_db())),
+            mongo: Some(test_harness::mongo_url_with_db(
+                &test_harness::mongo(),
+                &test_harness::unique_db(),
+            )),
             prefix: test_harness::unique_prefix(),
             data_dir: None,
             demo_dir: None,
@@ -49,7 +52,10 @@ impl Backends {
     fn shared_mongo() -> Self {
         Self {
             redis: None,
-            mongo: Some(test_harness::mongo_url_with_db(&test_harness::mongo(), &test_harness::unique_db())),
+            mongo: Some(test_harness::mongo_url_with_db(
+                &test_harness::mongo(),
+                &test_harness::unique_db(),
+            )),
             prefix: test_harness::unique_prefix(),
             data_dir: None,
             demo_dir: None,
@@ -69,8 +75,14 @@ pub fn settings(backends: &Backends) -> Settings {
         port: 0,
         redis_url: backends.redis.clone(),
         mongo_url: backends.mongo.clone(),
-        data_dir: backends.data_dir.clone().unwrap_or_else(|| "/nonexistent".into()),
-        demo_dir: backends.demo_dir.clone().unwrap_or_else(|| "/nonexistent-demo".into()),
+        data_dir: backends
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| "/nonexistent".into()),
+        demo_dir: backends
+            .demo_dir
+            .clone()
+            .unwrap_or_else(|| "/nonexistent-demo".into()),
         auth_token_secret: comments_gateway::settings::Secret::new(SECRET),
         admin_token: Some(comments_gateway::settings::Secret::new(ADMIN_TOKEN)),
         post_burst: 0,
@@ -131,7 +143,9 @@ impl TestApp {
     }
 
     pub async fn ready(&self) -> (u16, Value) {
-        let resp = reqwest::get(self.http("/readyz")).await.expect("readyz answers");
+        let resp = reqwest::get(self.http("/readyz"))
+            .await
+            .expect("readyz answers");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -144,13 +158,18 @@ impl TestApp {
             if status == want {
                 return body;
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "readyz stayed {status}: {body}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "readyz stayed {status}: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     pub async fn notice(&self, token: Option<&str>, body: Value) -> u16 {
-        let mut req = reqwest::Client::new().post(self.http("/admin/notice")).json(&body);
+        let mut req = reqwest::Client::new()
+            .post(self.http("/admin/notice"))
+            .json(&body);
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -174,7 +193,12 @@ pub fn token_signed(user: &str, name: &str, role: Role, exp_offset: i64, secret:
         exp: (now + exp_offset) as u64,
         iat: Some(now as u64),
     };
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).expect("encodes")
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("encodes")
 }
 
 pub fn user_token(user: &str) -> String {
@@ -200,7 +224,9 @@ pub enum Ended {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("upgrade");
         let mut client = Client {
             ws,
             welcome: Value::Null,
@@ -213,7 +239,10 @@ impl Client {
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws.send(Message::text(frame.to_string())).await.expect("sends");
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("sends");
     }
 
     pub async fn send_raw(&mut self, message: Message) {
@@ -229,7 +258,9 @@ impl Client {
                 .expect("stream open")
                 .expect("no error");
             match msg {
-                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON frame"),
+                Message::Text(text) => {
+                    return serde_json::from_str(text.as_str()).expect("JSON frame");
+                }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
             }
@@ -251,7 +282,8 @@ impl Client {
     pub async fn request(&mut self, kind: &str, payload: Value) -> Value {
         self.next_ref += 1;
         let reference = format!("r{}", self.next_ref);
-        self.send(json!({"type": kind, "ref": reference, "payload": payload})).await;
+        self.send(json!({"type": kind, "ref": reference, "payload": payload}))
+            .await;
         loop {
             let frame = self.recv().await;
             if frame["ref"] == reference {
@@ -267,7 +299,9 @@ impl Client {
     }
 
     pub async fn post(&mut self, room: &str, text: &str) -> Value {
-        let reply = self.request("post", json!({"room": room, "text": text})).await;
+        let reply = self
+            .request("post", json!({"room": room, "text": text}))
+            .await;
         assert_eq!(reply["type"], "ack", "{reply}");
         reply["payload"]["comment"].clone()
     }
@@ -275,10 +309,15 @@ impl Client {
     /// Reads until the server closes; returns the close code.
     pub async fn ended(&mut self) -> Ended {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("ends in time") {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("ends in time")
+            {
                 None => return Ended::Dropped,
                 Some(Err(_)) => return Ended::Dropped,
-                Some(Ok(Message::Close(frame))) => return Ended::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Close(frame))) => {
+                    return Ended::Closed(frame.map(|f| u16::from(f.code)));
+                }
                 Some(Ok(_)) => continue,
             }
         }

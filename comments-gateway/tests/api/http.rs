@@ -22,16 +22,32 @@ async fn room_comments_pages_and_bad_parameters() {
     assert_eq!(status, 200);
     assert_eq!(seqs(&body["comments"]), vec![1, 2, 3, 4]);
     assert_eq!(body["more"], false);
-    assert_eq!(body["comments"][0]["author"], json!({"id": "JD", "name": "JD Fullname"}));
+    assert_eq!(
+        body["comments"][0]["author"],
+        json!({"id": "JD", "name": "JD Fullname"})
+    );
 
     let (_, body) = get(app.http("/rooms/1/comments?limit=2")).await;
-    assert_eq!((seqs(&body["comments"]), body["more"].clone()), (vec![3, 4], json!(true)));
+    assert_eq!(
+        (seqs(&body["comments"]), body["more"].clone()),
+        (vec![3, 4], json!(true))
+    );
     let (_, body) = get(app.http("/rooms/1/comments?before=3&limit=1")).await;
-    assert_eq!((seqs(&body["comments"]), body["more"].clone()), (vec![2], json!(true)));
+    assert_eq!(
+        (seqs(&body["comments"]), body["more"].clone()),
+        (vec![2], json!(true))
+    );
     let (_, body) = get(app.http("/rooms/empty/comments")).await;
     assert_eq!(body, json!({"comments": [], "more": false}));
 
-    for bad in ["limit=0", "limit=201", "limit=abc", "before=-1", "before=x", "limit="] {
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "limit=abc",
+        "before=-1",
+        "before=x",
+        "limit=",
+    ] {
         let (status, body) = get(app.http(&format!("/rooms/1/comments?{bad}"))).await;
         assert_eq!(status, 400, "{bad}");
         assert_eq!(body["error"]["code"], "bad_request", "{bad}");
@@ -48,7 +64,12 @@ async fn health_readiness_metrics_and_json_errors() {
     app.wait_ready(200).await;
 
     let _client = app.client(None).await;
-    let metrics = reqwest::get(app.http("/metrics")).await.expect("answers").text().await.expect("text");
+    let metrics = reqwest::get(app.http("/metrics"))
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
     for name in [
         "gateway_connections{service=\"comments-gateway\"} 1",
         "gateway_rooms{",
@@ -62,8 +83,15 @@ async fn health_readiness_metrics_and_json_errors() {
     }
 
     let (status, body) = get(app.http("/nope")).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
-    let resp = reqwest::Client::new().delete(app.http("/rooms/1/comments")).send().await.expect("answers");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let resp = reqwest::Client::new()
+        .delete(app.http("/rooms/1/comments"))
+        .send()
+        .await
+        .expect("answers");
     assert_eq!(resp.status().as_u16(), 405);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "method_not_allowed");
