@@ -222,3 +222,52 @@ async fn a_lost_publish_is_filled_from_the_store_in_order() {
     assert_eq!(texts, vec!["sneaked", "four"]);
     reader.silent_for(Duration::from_millis(300)).await;
 }
+
+async fn numsub(redis_url: &str, channel: &str) -> i64 {
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let (_, count): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut conn)
+        .await
+        .expect("numsub");
+    count
+}
+
+async fn wait_numsub(redis_url: &str, channel: &str, want: i64) {
+    let started = std::time::Instant::now();
+    loop {
+        let count = numsub(redis_url, channel).await;
+        if count == want {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "{channel} has {count} subscribers, want {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_subscribes_a_room_channel_only_while_it_has_local_subscribers() {
+    let backends = Backends::shared();
+    let redis_url = backends.redis.clone().expect("redis");
+    let channel = format!("{}room:busy", backends.prefix);
+    let a = spawn_app(&backends).await;
+    let b = spawn_app(&backends).await;
+    wait_numsub(&redis_url, &channel, 0).await;
+
+    let mut first = a.client(None).await;
+    first.subscribe("busy").await;
+    let mut second = a.client(None).await;
+    second.subscribe("busy").await;
+    wait_numsub(&redis_url, &channel, 1).await;
+    let mut third = b.client(None).await;
+    third.subscribe("busy").await;
+    wait_numsub(&redis_url, &channel, 2).await;
+
+    first.request("unsubscribe", json!({"room": "busy"})).await;
+    second.close().await;
+    wait_numsub(&redis_url, &channel, 1).await;
+    third.close().await;
+    wait_numsub(&redis_url, &channel, 0).await;
+}
