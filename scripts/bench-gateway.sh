@@ -137,7 +137,7 @@ start_gateway() {
   data=$(mktemp -d /tmp/bench-gw-data-XXXXXX)
   TMP_DIRS+=("$data")
   env -u REDIS_URL -u MONGO_URL \
-    PORT="$port" DATA_DIR="$data" POST_BURST=0 POST_RATE_PER_SEC=0 \
+    HOST=127.0.0.1 PORT="$port" DATA_DIR="$data" POST_BURST=0 POST_RATE_PER_SEC=0 \
     AUTH_TOKEN_SECRET="$SECRET" ADMIN_TOKEN="bench-admin-$$" \
     RUST_LOG="${BENCH_RUST_LOG:-warn}" LOG_FORMAT=json "$@" \
     "$GW_BIN" >"$LOG_DIR/$name-$port.log" 2>&1 &

@@ -449,6 +449,8 @@ struct RunReport {
     server_rss_after_kib: Option<u64>,
     server_rss_per_conn_bytes: Option<f64>,
     server_cpu_us: Option<u64>,
+    server_user_us: Option<u64>,
+    server_sys_us: Option<u64>,
     server_cpu_us_per_delivery: Option<f64>,
     server_cpu_pct: Option<f64>,
     server_threads: Option<u64>,
@@ -770,6 +772,8 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
         server_rss_after_kib: s3.map(|s| s.rss_kib),
         server_rss_per_conn_bytes: rss_per_conn,
         server_cpu_us: cpu,
+        server_user_us: s2.zip(s3).map(|(a, b)| b.user_us.saturating_sub(a.user_us)),
+        server_sys_us: s2.zip(s3).map(|(a, b)| b.sys_us.saturating_sub(a.sys_us)),
         server_cpu_us_per_delivery: cpu.map(|c| c as f64 / frames.max(1) as f64),
         server_cpu_pct: cpu.map(|c| c as f64 / 1e4 / wall),
         server_threads: s3.map(|s| s.threads),
@@ -837,8 +841,10 @@ fn print_run(r: &RunReport) {
     );
     if let (Some(cpu), Some(per)) = (r.server_cpu_us, r.server_cpu_us_per_delivery) {
         eprintln!(
-            "  server: cpu {:.2} s ({:.0}% of one core), {:.2} us per delivered comment, RSS {:?} -> {:?} -> {:?} KiB ({:.0} B/conn subscribed)",
+            "  server: cpu {:.2} s (user {:.2} sys {:.2}; {:.0}% of one core), {:.2} us per delivered comment, RSS {:?} -> {:?} -> {:?} KiB ({:.0} B/conn subscribed)",
             cpu as f64 / 1e6,
+            r.server_user_us.unwrap_or(0) as f64 / 1e6,
+            r.server_sys_us.unwrap_or(0) as f64 / 1e6,
             r.server_cpu_pct.unwrap_or(0.0),
             per,
             r.server_rss_before_kib,

@@ -14,6 +14,10 @@ pub struct ProcSample {
     pub rss_kib: u64,
     /// User + system CPU time, microseconds (tick resolution: 10 ms).
     pub cpu_us: u64,
+    /// Of which in user space.
+    pub user_us: u64,
+    /// Of which in the kernel (on loopback this includes the peer's TCP receive path).
+    pub sys_us: u64,
     /// Threads (`Threads`).
     pub threads: u64,
     /// Open file descriptors (entries of `/proc/<pid>/fd`), when readable.
@@ -26,6 +30,8 @@ impl ProcSample {
         ProcSample {
             rss_kib: self.rss_kib + other.rss_kib,
             cpu_us: self.cpu_us + other.cpu_us,
+            user_us: self.user_us + other.user_us,
+            sys_us: self.sys_us + other.sys_us,
             threads: self.threads + other.threads,
             fds: self.fds + other.fds,
         }
@@ -59,13 +65,15 @@ pub fn sample(pid: &str) -> anyhow::Result<ProcSample> {
             .and_then(|v| v.parse::<u64>().ok())
             .with_context(|| format!("field {} of /proc/{pid}/stat", i + 3))
     };
-    let cpu_ticks = ticks(11)? + ticks(12)?;
+    let (user_ticks, sys_ticks) = (ticks(11)?, ticks(12)?);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count() as u64)
         .unwrap_or(0);
     Ok(ProcSample {
         rss_kib,
-        cpu_us: cpu_ticks * 1_000_000 / TICKS_PER_SEC,
+        cpu_us: (user_ticks + sys_ticks) * 1_000_000 / TICKS_PER_SEC,
+        user_us: user_ticks * 1_000_000 / TICKS_PER_SEC,
+        sys_us: sys_ticks * 1_000_000 / TICKS_PER_SEC,
         threads,
         fds,
     })
