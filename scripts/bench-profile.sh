@@ -111,20 +111,36 @@ peak = max((i for i, l in enumerate(text) if re.match(r'^\s*\d+\s+[\d,]+\s+[\d,]
 if peak is None:
     print("no detailed snapshot found"); sys.exit(0)
 print(f"peak heap {int(text[peak].split()[2].replace(',', ''))/1024/1024:.1f} MiB with {conns} connections")
-# For each allocation tree node just below the root, its first frame outside alloc/tokio internals.
-skip = re.compile(r'library/(alloc|core)|unix\.rs|alloc\.rs|raw_vec|bytes_mut\.rs|bytes-1|UnknownInlinedFun|__rdl|aligned_malloc|block\.rs|list\.rs|chan\.rs|task/core\.rs|task/raw\.rs|task/mod\.rs')
-i = peak + 2; rows = []
+# Walk the peak tree: each node whose frame is outside alloc/tokio/bytes internals is a "site".
+skip = re.compile(r'library/(alloc|core)|unix\.rs|alloc\.rs|raw_vec|bytes_mut\.rs|bytes-1|UnknownInlinedFun|__rdl|aligned_malloc|block\.rs|list\.rs|chan\.rs|task/core\.rs|task/raw\.rs|task/mod\.rs|heap allocation functions')
+nodes = []
+i = peak + 1
 while i < len(text) and text[i].strip():
-    m = re.match(r'^(\|?\s*)->([\d.]+)% \(([\d,]+)B\)', text[i])
-    if m and len(m.group(1)) <= 6:
-        size = int(m.group(3).replace(',', '')); site = None
-        j = i + 1
-        while j < len(text) and j < i + 40:
-            if re.search(r'->[\d.]+%', text[j]) and not skip.search(text[j]):
-                site = re.sub(r'^[|\s]*->[\d.]+% \([\d,]+B\) 0x[0-9A-F]+: ', '', text[j])[:150]; break
-            j += 1
-        rows.append((size, site or text[i].strip()[:150]))
+    m = re.match(r'^([|\s]*)->([\d.]+)% \(([\d,]+)B\) ?(.*)$', text[i])
+    if m:
+        nodes.append((len(m.group(1)), int(m.group(3).replace(',', '')), m.group(4)))
     i += 1
+rows = []
+def visit(k):
+    col, size, frame = nodes[k]
+    kids = []
+    j = k + 1
+    while j < len(nodes) and nodes[j][0] > col:
+        if nodes[j][0] == col + 2:
+            kids.append(j)
+        j += 1
+    if not skip.search(frame) or not kids:
+        rows.append((size, re.sub(r'^0x[0-9A-F]+: ', '', frame)[:150]))
+        return
+    for kid in kids:
+        visit(kid)
+for k, n in enumerate(nodes):
+    if n[0] == 0:
+        visit(k)
+merged = {}
+for size, site in rows:
+    merged[site] = merged.get(site, 0) + size
+rows = [(v, k) for k, v in merged.items()]
 for size, site in sorted(rows, reverse=True)[:14]:
     print(f"  {size/conns:8.0f} B/conn  {site}")
 PY
