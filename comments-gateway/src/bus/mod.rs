@@ -5,7 +5,7 @@
 //! the hub follows that room, pings Redis every second, reconnects by itself with backoff, and
 //! after every (re)connect resubscribes and asks the hub to catch up from the store.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +35,12 @@ pub enum Bus {
     Redis(RedisBus),
 }
 
+/// Events that could not be published, sent again once Redis is back (receivers drop
+/// duplicates by seq, so sending twice is harmless).
+type Outbox = Arc<Mutex<VecDeque<(String, String)>>>;
+/// Most events kept for republishing; older ones are left to the receivers' store catch-up.
+const OUTBOX_MAX: usize = 10_000;
+
 /// Handle to the Redis driver.
 #[derive(Clone)]
 pub struct RedisBus {
@@ -42,6 +48,7 @@ pub struct RedisBus {
     publisher: Arc<Mutex<Option<MultiplexedConnection>>>,
     channels: Channels,
     up: Arc<AtomicBool>,
+    outbox: Outbox,
 }
 
 /// The Redis driver, started once the hub exists.
@@ -53,6 +60,7 @@ pub struct RedisDriver {
     up: Arc<AtomicBool>,
     origin: String,
     metrics: GatewayMetrics,
+    outbox: Outbox,
 }
 
 impl Bus {
@@ -68,11 +76,13 @@ impl Bus {
         let publisher = Arc::new(Mutex::new(None));
         let up = Arc::new(AtomicBool::new(false));
         metrics.redis_up.set(0);
+        let outbox: Outbox = Arc::new(Mutex::new(VecDeque::new()));
         let bus = RedisBus {
             commands: tx,
             publisher: publisher.clone(),
             channels: channels.clone(),
             up: up.clone(),
+            outbox: outbox.clone(),
         };
         let driver = RedisDriver {
             client,
@@ -82,6 +92,7 @@ impl Bus {
             up,
             origin,
             metrics,
+            outbox,
         };
         Ok((Bus::Redis(bus), driver))
     }
@@ -121,31 +132,28 @@ impl Bus {
             BusEvent::Deleted { room, .. } => bus.channels.room(room),
             BusEvent::Notice { .. } => bus.channels.notice(),
         };
-        let conn = bus.publisher.lock().ok().and_then(|slot| slot.clone());
-        let Some(mut conn) = conn else { return false };
         let payload = match serde_json::to_string(event) {
             Ok(p) => p,
             Err(_) => return false,
         };
-        let sent = tokio::time::timeout(
-            Duration::from_secs(1),
-            redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(payload)
-                .query_async::<i64>(&mut conn),
-        )
-        .await;
-        match sent {
-            Ok(Ok(_)) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, %channel, "publish failed");
-                false
+        let conn = bus.publisher.lock().ok().and_then(|slot| slot.clone());
+        let sent = match conn {
+            Some(mut conn) => match publish_on(&mut conn, &channel, &payload).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, %channel, "publish failed; will retry after reconnecting");
+                    false
+                }
+            },
+            None => false,
+        };
+        if !sent && let Ok(mut outbox) = bus.outbox.lock() {
+            if outbox.len() >= OUTBOX_MAX {
+                outbox.pop_front();
             }
-            Err(_) => {
-                tracing::warn!(%channel, "publish timed out");
-                false
-            }
+            outbox.push_back((channel, payload));
         }
+        sent
     }
 
     /// False while Redis is unreachable.
@@ -160,6 +168,23 @@ impl Bus {
     pub fn is_redis(&self) -> bool {
         matches!(self, Bus::Redis(_))
     }
+}
+
+async fn publish_on(
+    conn: &mut MultiplexedConnection,
+    channel: &str,
+    payload: &str,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async::<i64>(conn),
+    )
+    .await
+    .context("publish timed out")??;
+    Ok(())
 }
 
 type Split = (
@@ -191,6 +216,26 @@ impl RedisDriver {
             .await
             .context("subscribe timed out")??;
         Ok((sink, stream, conn))
+    }
+
+    async fn flush_outbox(&self, conn: &mut MultiplexedConnection) {
+        let unsent: Vec<(String, String)> = self
+            .outbox
+            .lock()
+            .map(|mut o| o.drain(..).collect())
+            .unwrap_or_default();
+        if unsent.is_empty() {
+            return;
+        }
+        tracing::info!(
+            count = unsent.len(),
+            "republishing events that could not be sent"
+        );
+        for (channel, payload) in unsent {
+            if let Err(e) = publish_on(conn, &channel, &payload).await {
+                tracing::warn!(error = %e, %channel, "republish failed");
+            }
+        }
     }
 
     fn set_up(&self, up: bool, conn: Option<MultiplexedConnection>) {
@@ -238,8 +283,10 @@ impl RedisDriver {
                 break;
             }
             match self.connect(&desired).await {
-                Ok((mut sink, mut stream, conn)) => {
-                    self.set_up(true, Some(conn));
+                Ok((mut sink, mut stream, mut conn)) => {
+                    // What could not be published while Redis was away goes out first.
+                    self.flush_outbox(&mut conn).await;
+                    self.set_up(true, Some(conn.clone()));
                     tracing::info!("connected to redis");
                     was_up = true;
                     backoff = Duration::from_millis(100);
@@ -284,6 +331,7 @@ impl RedisDriver {
                                 if !matches!(pong, Ok(Ok(_))) {
                                     break;
                                 }
+                                self.flush_outbox(&mut conn).await;
                             }
                         }
                     }

@@ -225,7 +225,10 @@ async fn a_lost_publish_is_filled_from_the_store_in_order() {
 
 async fn numsub(redis_url: &str, channel: &str) -> i64 {
     let client = redis::Client::open(redis_url).expect("redis url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
     let (_, count): (String, i64) = redis::cmd("PUBSUB")
         .arg("NUMSUB")
         .arg(channel)
@@ -242,7 +245,10 @@ async fn wait_numsub(redis_url: &str, channel: &str, want: i64) {
         if count == want {
             return;
         }
-        assert!(started.elapsed() < WAIT, "{channel} has {count} subscribers, want {want}");
+        assert!(
+            started.elapsed() < WAIT,
+            "{channel} has {count} subscribers, want {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
