@@ -277,3 +277,24 @@ async fn an_instance_subscribes_a_room_channel_only_while_it_has_local_subscribe
     third.close().await;
     wait_numsub(&redis_url, &channel, 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_client_id_on_another_instance_finds_the_first_comment() {
+    let backends = Backends::shared();
+    let a = spawn_app(&backends).await;
+    let b = spawn_app(&backends).await;
+    let mut reader = b.client(None).await;
+    reader.subscribe("idem").await;
+    let mut on_a = a.client(Some(&user_token("JD"))).await;
+    on_a.subscribe("idem").await;
+    let mut on_b = b.client(Some(&user_token("JD"))).await;
+    on_b.subscribe("idem").await;
+
+    let payload = json!({"room": "idem", "text": "exactly once", "clientId": "retry-1"});
+    let (first, second) = tokio::join!(on_a.request("post", payload.clone()), on_b.request("post", payload));
+    assert_eq!(first["type"], "ack");
+    assert_eq!(first["payload"]["comment"], second["payload"]["comment"]);
+    let got = collect_comments(&mut reader, 1).await;
+    assert_eq!(got[0]["text"], "exactly once");
+    reader.silent_for(Duration::from_millis(300)).await;
+}
