@@ -6,7 +6,7 @@
 //! broadcast is serialised once into a `ByteString`; every receiver gets a clone of the same
 //! bytes through its bounded queue.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytestring::ByteString;
 use shared_proto::ws::{CommentDeleted, Notice, ServerFrame, ServerMessage};
 use shared_proto::{Comment, RoomId};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use crate::bus::Bus;
 use crate::metrics::GatewayMetrics;
@@ -28,41 +28,85 @@ const FILL_BATCH: usize = 1000;
 /// Live events held per room while a gap is open before the oldest gap is given up.
 const MAX_PENDING: usize = 10_000;
 
-/// Lets the hub tell a connection's loop to close because its queue overflowed.
-#[derive(Default)]
-pub struct ConnCtl {
+/// A connection's bounded outbound queue. An idle connection holds no buffer at all (an
+/// empty `VecDeque` does not allocate), and the queue gives its memory back after a burst.
+pub struct Outbox {
+    queue: Mutex<VecDeque<ByteString>>,
+    max: usize,
+    ready: Notify,
     /// Woken when the connection must close with 1013.
     pub kick: Notify,
-    /// Set once the queue overflowed.
-    pub overflowed: AtomicBool,
+    overflowed: AtomicBool,
 }
 
-/// What the hub needs to reach one connection.
-#[derive(Clone)]
-pub struct ConnTx {
-    /// The bounded outbound queue.
-    pub tx: mpsc::Sender<ByteString>,
-    /// Overflow signal.
-    pub ctl: Arc<ConnCtl>,
+impl Outbox {
+    /// Takes the next queued frame, if any.
+    pub fn try_recv(&self) -> Option<ByteString> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let frame = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 64 {
+            *queue = VecDeque::new();
+        }
+        frame
+    }
+
+    /// Waits for the next queued frame.
+    pub async fn recv(&self) -> ByteString {
+        loop {
+            if let Some(frame) = self.try_recv() {
+                return frame;
+            }
+            self.ready.notified().await;
+        }
+    }
 }
+
+/// What the hub needs to reach one connection: a handle to its outbox.
+#[derive(Clone)]
+pub struct ConnTx(Arc<Outbox>);
 
 impl ConnTx {
+    /// A queue holding at most `max` frames.
+    pub fn new(max: usize) -> Self {
+        Self(Arc::new(Outbox {
+            queue: Mutex::new(VecDeque::new()),
+            max: max.max(1),
+            ready: Notify::new(),
+            kick: Notify::new(),
+            overflowed: AtomicBool::new(false),
+        }))
+    }
+
+    /// The receiving side.
+    pub fn outbox(&self) -> &Outbox {
+        &self.0
+    }
+
+    /// Marks the connection too slow; it closes with 1013.
+    pub fn overflow(&self, metrics: &GatewayMetrics) {
+        if !self.0.overflowed.swap(true, Ordering::AcqRel) {
+            metrics.slow_client_closes.inc();
+            self.0.kick.notify_one();
+        }
+    }
+
     /// Queues a frame; on overflow marks the connection for a 1013 close. False if not queued.
     pub fn push(&self, frame: ByteString, metrics: &GatewayMetrics) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                metrics.messages_out.inc();
-                true
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.ctl.overflowed.swap(true, Ordering::AcqRel) {
-                    metrics.slow_client_closes.inc();
-                    self.ctl.kick.notify_one();
-                }
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        if self.0.overflowed.load(Ordering::Acquire) {
+            return false;
         }
+        {
+            let mut queue = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.len() >= self.0.max {
+                drop(queue);
+                self.overflow(metrics);
+                return false;
+            }
+            queue.push_back(frame);
+        }
+        self.0.ready.notify_one();
+        metrics.messages_out.inc();
+        true
     }
 }
 
@@ -655,9 +699,8 @@ fn deliver(room: &mut Room, delivery: &Delivery, metrics: &GatewayMetrics) {
             MemberState::Joining(held) => {
                 if held.len() < joining_max {
                     held.push(delivery.clone());
-                } else if !member.conn.ctl.overflowed.swap(true, Ordering::AcqRel) {
-                    metrics.slow_client_closes.inc();
-                    member.conn.ctl.kick.notify_one();
+                } else {
+                    member.conn.overflow(metrics);
                 }
             }
             MemberState::Active => {
@@ -691,15 +734,12 @@ mod tests {
         }
     }
 
-    fn member(room: &mut Room, id: ConnId, active: bool) -> mpsc::Receiver<ByteString> {
-        let (tx, rx) = mpsc::channel(64);
+    fn member(room: &mut Room, id: ConnId, active: bool) -> ConnTx {
+        let conn = ConnTx::new(64);
         room.members.insert(
             id,
             Member {
-                conn: ConnTx {
-                    tx,
-                    ctl: Arc::new(ConnCtl::default()),
-                },
+                conn: conn.clone(),
                 state: if active {
                     MemberState::Active
                 } else {
@@ -708,7 +748,7 @@ mod tests {
                 last_seq: 0,
             },
         );
-        rx
+        conn
     }
 
     fn d(seq: u64) -> Delivery {
@@ -718,9 +758,9 @@ mod tests {
         }
     }
 
-    fn received(rx: &mut mpsc::Receiver<ByteString>) -> Vec<u64> {
+    fn received(rx: &mut ConnTx) -> Vec<u64> {
         let mut out = Vec::new();
-        while let Ok(frame) = rx.try_recv() {
+        while let Some(frame) = rx.outbox().try_recv() {
             out.push(frame.parse().unwrap_or(0));
         }
         out

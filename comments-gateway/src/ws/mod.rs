@@ -17,11 +17,10 @@ use shared_proto::ws::{
     Subscribe, Subscribed, UserInfo, Welcome,
 };
 use shared_proto::{Author, Claims, ErrorCode, Role, RoomId};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::error::GatewayError;
-use crate::hub::{ConnCtl, ConnId, ConnTx};
+use crate::hub::{ConnId, ConnTx};
 use crate::startup::AppState;
 use crate::store::{DeleteOutcome, NewComment, Slice, now_millis};
 
@@ -79,11 +78,7 @@ async fn run_connection(
         .next_conn
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let label = format!("{}-{}", state.instance, id);
-    let (tx, rx) = mpsc::channel::<ByteString>(state.queue_max);
-    let out = ConnTx {
-        tx,
-        ctl: Arc::new(ConnCtl::default()),
-    };
+    let out = ConnTx::new(state.queue_max);
     let span = tracing::info_span!(
         "ws",
         conn = %label,
@@ -100,7 +95,7 @@ async fn run_connection(
         out,
     };
     let reason = conn
-        .run(&mut session, stream, rx)
+        .run(&mut session, stream)
         .instrument(span.clone())
         .await;
     state.hub.unregister(conn.id, conn.rooms.iter());
@@ -137,7 +132,6 @@ impl Connection {
         &mut self,
         session: &mut Session,
         stream: actix_ws::MessageStream,
-        mut rx: mpsc::Receiver<ByteString>,
     ) -> Option<CloseReason> {
         let heartbeat = self.state.heartbeat;
         let mut stream = stream
@@ -158,13 +152,14 @@ impl Connection {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_seen = Instant::now();
         let shutdown = self.state.shutdown.clone();
-        let ctl = self.out.ctl.clone();
+        let out = self.out.clone();
+        let outbox = out.outbox();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
-                _ = ctl.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
-                Some(frame) = rx.recv() => {
+                _ = outbox.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
+                frame = outbox.recv() => {
                     let mut next = Some(frame);
                     // Hand over what else is queued while we are here.
                     for _ in 0..64 {
@@ -177,11 +172,11 @@ impl Connection {
                                     return None;
                                 }
                             }
-                            _ = ctl.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
+                            _ = outbox.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
                             _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
                             _ = tokio::time::sleep(heartbeat * 2) => return close(CloseCode::Policy, "peer does not read"),
                         }
-                        next = rx.try_recv().ok();
+                        next = outbox.try_recv();
                     }
                 }
                 msg = stream.recv() => {

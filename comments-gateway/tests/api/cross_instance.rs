@@ -291,7 +291,10 @@ async fn a_retry_with_the_same_client_id_on_another_instance_finds_the_first_com
     on_b.subscribe("idem").await;
 
     let payload = json!({"room": "idem", "text": "exactly once", "clientId": "retry-1"});
-    let (first, second) = tokio::join!(on_a.request("post", payload.clone()), on_b.request("post", payload));
+    let (first, second) = tokio::join!(
+        on_a.request("post", payload.clone()),
+        on_b.request("post", payload)
+    );
     assert_eq!(first["type"], "ack");
     assert_eq!(first["payload"]["comment"], second["payload"]["comment"]);
     let got = collect_comments(&mut reader, 1).await;
