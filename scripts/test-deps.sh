@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine; quick no-op when it is all there.
+#   redis-server (Debian), chromium (Debian, for the browser test), wrk (benchmarks),
+#   SecantusDB (MongoDB wire-compatible test server, PyPI, pinned) in ~/.cache/secantus-venv,
+#   cargo-nextest when missing.
+set -euo pipefail
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== apt-get install ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+V="${SECANTUS_VENV:-$HOME/.cache/secantus-venv}"
+if [ ! -x "$V/bin/secantusd-py" ]; then
+  echo "== installing SecantusDB into $V"
+  python3 -m venv "$V"
+  "$V/bin/pip" install -q 'SecantusDB==0.7.0b3'
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== cargo install cargo-nextest"
+  cargo install --locked cargo-nextest >/dev/null
+fi
