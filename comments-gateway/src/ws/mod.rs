@@ -156,29 +156,11 @@ impl Connection {
         let outbox = out.outbox();
         loop {
             tokio::select! {
+                // Client frames and the heartbeat before the outbox, so a busy room cannot
+                // starve them.
                 biased;
                 _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
                 _ = outbox.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
-                frame = outbox.recv() => {
-                    let mut next = Some(frame);
-                    // Hand over what else is queued while we are here.
-                    for _ in 0..64 {
-                        let Some(frame) = next.take() else { break };
-                        // A peer that does not read blocks this send: the overflow kick,
-                        // shutdown and the heartbeat deadline still get through.
-                        tokio::select! {
-                            sent = session.text(frame) => {
-                                if sent.is_err() {
-                                    return None;
-                                }
-                            }
-                            _ = outbox.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
-                            _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
-                            _ = tokio::time::sleep(heartbeat * 2) => return close(CloseCode::Policy, "peer does not read"),
-                        }
-                        next = outbox.try_recv();
-                    }
-                }
                 msg = stream.recv() => {
                     let msg = match msg {
                         None => return None,
@@ -220,6 +202,26 @@ impl Connection {
                     }
                     if session.ping(b"").await.is_err() {
                         return None;
+                    }
+                }
+                frame = outbox.recv() => {
+                    let mut next = Some(frame);
+                    // Hand over what else is queued while we are here.
+                    for _ in 0..64 {
+                        let Some(frame) = next.take() else { break };
+                        // A peer that does not read blocks this send: the overflow kick,
+                        // shutdown and the heartbeat deadline still get through.
+                        tokio::select! {
+                            sent = session.text(frame) => {
+                                if sent.is_err() {
+                                    return None;
+                                }
+                            }
+                            _ = outbox.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
+                            _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
+                            _ = tokio::time::sleep(heartbeat * 2) => return close(CloseCode::Policy, "peer does not read"),
+                        }
+                        next = outbox.try_recv();
                     }
                 }
             }
