@@ -155,8 +155,9 @@ impl Application {
             }
             () = shutdown => {
                 tracing::info!("stopping: finishing in-flight requests");
-                handle.stop(true).await;
-                server.await.context("library server failed while stopping")?;
+                // The server future must keep being polled while it drains.
+                let ((), result) = tokio::join!(handle.stop(true), &mut server);
+                result.context("library server failed while stopping")?;
             }
         }
         tracing::info!("library stopped");

@@ -100,3 +100,56 @@ async fn unknown_pages_get_the_html_404_page() {
         assert!(body.contains("404"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_returns_ok() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let settings = library::Settings {
+        host: "127.0.0.1".into(),
+        port: 0,
+        data_dir: tmp.path().to_path_buf(),
+        demo_dir: crate::helpers::demo_dir(),
+        counter_url: crate::helpers::hanging_url(),
+        gateway_url: crate::helpers::closed_url(),
+        workers: 1,
+        ..library::Settings::default()
+    };
+    let app = library::Application::build(settings).await.expect("builds");
+    let port = app.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .expect("GET");
+    assert_eq!(health.status().as_u16(), 200);
+    let _ = health.text().await;
+
+    // A book page waiting ~300 ms on a hanging counter is in flight when the stop comes.
+    let in_flight = tokio::spawn(async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/view/book/1"))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = stop.send(());
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(15), running)
+        .await
+        .expect("stops in time")
+        .expect("task");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let in_flight = in_flight.await.expect("task");
+    assert_eq!(in_flight, 200, "the in-flight page view finished");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no longer listening"
+    );
+}
