@@ -211,12 +211,29 @@ async fn signup_page_creates_an_account_and_rejects_bad_forms() {
 async fn book_forms_create_update_and_delete() {
     let app = spawn_app(Backend::Embedded).await;
 
-    // Signed out: the forms send you to sign in.
-    for path in ["/view/book/create", "/view/book/update/1"] {
-        let response = app.get(path).await;
-        assert_eq!(response.status().as_u16(), 303, "{path}");
-        assert_eq!(response.headers()["location"], "/view/user/login");
-    }
+    // Signed out: the form shows, saving sends you to sign in.
+    let (status, html) = app.get_text("/view/book/create").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"enctype="multipart/form-data""#));
+    assert!(html.contains(r#"name="fileCover""#) && html.contains(r#"name="fileBook""#));
+    assert!(html.contains("signin-required"));
+    let response = app
+        .client
+        .post(app.url("/view/book/create"))
+        .multipart(book_form("Signed out", None, None))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(response.headers()["location"], "/view/user/login");
+    assert!(
+        app.get("/api/v1/book")
+            .await
+            .json::<Vec<Value>>()
+            .await
+            .expect("json")
+            .is_empty()
+    );
     let response = app
         .client
         .post(app.url("/view/book/delete/1"))
