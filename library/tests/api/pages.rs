@@ -397,3 +397,27 @@ async fn demo_catalogue_static_files_and_downloads() {
         assert!(content_type.contains("javascript"), "{content_type}");
     }
 }
+
+#[tokio::test]
+async fn xss_in_titles_is_escaped_on_every_page_that_shows_them() {
+    let app = spawn_app(Backend::Embedded).await;
+    app.signed_in("mallory").await;
+    let evil = r#""><img src=x onerror=alert(1)><script>alert(2)</script>"#;
+    let response = app
+        .post_json(
+            "/api/v1/book",
+            &serde_json::json!({"title": evil, "authors": evil, "description": evil}),
+        )
+        .await;
+    assert_eq!(response.status().as_u16(), 201);
+    for path in ["/view", "/view/book", "/view/book/1", "/view/book/update/1"] {
+        let (status, html) = app.get_text(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!html.contains("<img src=x"), "{path}");
+        assert!(!html.contains("<script>alert(2)"), "{path}");
+        assert!(
+            html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{path}"
+        );
+    }
+}
