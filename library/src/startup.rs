@@ -38,7 +38,8 @@ pub struct Application {
 
 impl Application {
     /// Opens the store, prepares the uploads folder and binds the listener (port 0: any free one).
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        settings.normalise();
         if settings.auth_session_secret.expose() == DEV_SESSION_SECRET {
             tracing::warn!("AUTH_SESSION_SECRET is not set: using the development default");
         }
