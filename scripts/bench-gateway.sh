@@ -9,6 +9,8 @@
 #   scripts/bench-gateway.sh --quick         # shorter runs (about 6 minutes)
 #   scripts/bench-gateway.sh --only fanout,idle --growth-secs 120
 #   scripts/bench-gateway.sh --node-only     # only the Node.js `ws` baseline (bench/node-baseline)
+#   BENCH_NICE=-10 scripts/bench-gateway.sh  # run servers and load tool at this nice level (root;
+#                                            # for a machine shared with other work, say so with the figures)
 #
 # Scenarios (--only takes a comma list of these names):
 #   fanout    100 posts/s into one 1,000-subscriber room for 20 s (target: p99 < 25 ms, no loss)
@@ -34,6 +36,8 @@ BUILD=1
 GROWTH_SECS=""
 ONLY="fanout,sweep,fanout5k,idle,idlemax,growth,node"
 SECRET="bench-token-secret-$$"
+NICE=()
+[ -n "${BENCH_NICE:-}" ] && NICE=(nice -n "$BENCH_NICE")
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -140,7 +144,7 @@ start_gateway() {
     HOST=127.0.0.1 PORT="$port" DATA_DIR="$data" POST_BURST=0 POST_RATE_PER_SEC=0 \
     AUTH_TOKEN_SECRET="$SECRET" ADMIN_TOKEN="bench-admin-$$" \
     RUST_LOG="${BENCH_RUST_LOG:-warn}" LOG_FORMAT=json "$@" \
-    "$GW_BIN" >"$LOG_DIR/$name-$port.log" 2>&1 &
+    "${NICE[@]}" "$GW_BIN" >"$LOG_DIR/$name-$port.log" 2>&1 &
   SRV_PID=$!
   PIDS+=("$SRV_PID")
   SRV_URL="ws://127.0.0.1:$port/ws"
@@ -155,7 +159,7 @@ start_node() {
     (cd bench/node-baseline && npm ci --no-audit --no-fund >"$LOG_DIR/npm.log" 2>&1) || {
       echo "npm ci failed: see $LOG_DIR/npm.log" >&2; return 1; }
   fi
-  PORT=$port AUTH_TOKEN_SECRET="$SECRET" node bench/node-baseline/server.js >"$LOG_DIR/node-$port.log" 2>&1 &
+  PORT=$port AUTH_TOKEN_SECRET="$SECRET" "${NICE[@]}" node bench/node-baseline/server.js >"$LOG_DIR/node-$port.log" 2>&1 &
   SRV_PID=$!
   PIDS+=("$SRV_PID")
   SRV_URL="ws://127.0.0.1:$port/ws"
@@ -169,7 +173,7 @@ load() {
   local label=$1; shift
   check_quiet "$label"
   echo "-- $label: gateway-load $*" >&2
-  "$LOAD" "$@" --label "$label" --token-secret "$SECRET" --json-out "$RESULTS" \
+  "${NICE[@]}" "$LOAD" "$@" --label "$label" --token-secret "$SECRET" --json-out "$RESULTS" \
     2> >(tee -a "$LOG_DIR/load.log" >&2) | { grep '^RESULT ' || true; } | tail -1 | cut -d' ' -f2-
 }
 
@@ -211,7 +215,7 @@ growth() {
 }
 
 echo "results: $RESULTS" >&2
-echo "machine: $(nproc) cores, load $(load_avg), ports $(cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' '-'), nofile $(ulimit -n)" >&2
+echo "machine: $(nproc) cores, load $(load_avg), nice ${BENCH_NICE:-0}, ports $(cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' '-'), nofile $(ulimit -n)" >&2
 
 gw_scenarios=0
 for s in fanout sweep fanout5k idle idlemax growth; do want $s && gw_scenarios=1; done
