@@ -21,6 +21,8 @@ if [ ! -x "$V/bin/secantusd-py" ]; then
   python3 -m venv "$V"
   "$V/bin/pip" install -q 'SecantusDB==0.7.0b3'
 fi
+D="${DEPLOY_TEST_VENV:-$HOME/.cache/deploy-test-venv}"  # tests/test_deploy*.py: YAML, schemas, WebSocket client
+"$D/bin/python" -c 'import yaml, websockets, pymongo, kubernetes_validate' 2>/dev/null || { echo "== installing deploy test packages into $D"; python3 -m venv "$D" && "$D/bin/pip" install -q 'PyYAML==6.0.3' 'websockets==17.4' 'pymongo==4.20.0' 'kubernetes-validate==1.37.0'; }
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo install cargo-nextest"
   cargo install --locked cargo-nextest >/dev/null

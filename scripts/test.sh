@@ -38,6 +38,9 @@ cargo nextest run --workspace --no-fail-fast
 echo "== demo data checks"
 python3 -m unittest discover -s tests -v
 
+echo "== deployment: static checks, compose-equivalent stack, rolling-restart drill"
+DEPLOY_TESTS=1 "${DEPLOY_TEST_VENV:-$HOME/.cache/deploy-test-venv}/bin/python" -m unittest discover -s tests -p 'test_deploy*.py' -v
+
 if [ "$E2E" = 1 ]; then
   echo "== browser end-to-end test"
   bash e2e/run.sh
