@@ -1,6 +1,7 @@
 //! Integration tests of the counter against real servers (redis-server) and the embedded store.
 
 mod bad_input;
+mod binary;
 mod counting;
 mod embedded;
 mod health;
