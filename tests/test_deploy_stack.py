@@ -183,7 +183,7 @@ class ComposeStack:
             netloc = f"127.0.0.1:{port}"
             query = u.query
             if u.scheme == "mongodb":
-                query = (query + "&" if query else "") + "directConnection=true&serverSelectionTimeoutMS=3000"
+                query = (query + "&" if query else "") + "directConnection=true"
             return urlunparse((u.scheme, netloc, u.path, u.params, query, u.fragment))
         return value
 
@@ -192,8 +192,6 @@ class ComposeStack:
         env.update(deploy.compose_environment(service, self.env_file, self.compose))
         env = {k: self.rewrite(k, str(v), instance) for k, v in env.items()}
         env["PORT"] = str(self.ports[instance])
-        env["INSTANCE_ID"] = instance if service == "comments-gateway" else env.get("INSTANCE_ID")
-        env = {k: v for k, v in env.items() if v is not None}
         # In the container this is all the process sees (plus PATH and HOME).
         env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
         env["HOME"] = str(self.tmp)
