@@ -50,14 +50,9 @@ impl Outbox {
         frame
     }
 
-    /// Waits for the next queued frame.
-    pub async fn recv(&self) -> ByteString {
-        loop {
-            if let Some(frame) = self.try_recv() {
-                return frame;
-            }
-            self.ready.notified().await;
-        }
+    /// Resolves after frames were queued (possibly already taken: check with `try_recv`).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ready.notified()
     }
 }
 

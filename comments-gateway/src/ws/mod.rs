@@ -154,13 +154,41 @@ impl Connection {
         let shutdown = self.state.shutdown.clone();
         let out = self.out.clone();
         let outbox = out.outbox();
+        // Long-lived wake-ups, registered once rather than on every loop turn: delivering a
+        // comment to a connection costs a queue pop and a send, not a round of re-registration.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let kicked = outbox.kick.notified();
+        tokio::pin!(kicked);
+        let ready = outbox.notified();
+        tokio::pin!(ready);
         loop {
+            // Hand over what is queued (a bounded batch, so client frames get their turn).
+            let mut sent = 0;
+            while sent < 64 {
+                let Some(frame) = outbox.try_recv() else {
+                    break;
+                };
+                sent += 1;
+                // A peer that does not read blocks this send: the overflow kick, shutdown and
+                // the heartbeat deadline still get through.
+                tokio::select! {
+                    biased;
+                    result = session.text(frame) => {
+                        if result.is_err() {
+                            return None;
+                        }
+                    }
+                    _ = &mut kicked => return close(CloseCode::Again, "too slow: resubscribe with since"),
+                    _ = &mut cancelled => return close(CloseCode::Away, "server shutting down"),
+                    _ = tokio::time::sleep(heartbeat * 2) => return close(CloseCode::Policy, "peer does not read"),
+                }
+            }
+            let more = sent == 64;
             tokio::select! {
-                // Client frames and the heartbeat before the outbox, so a busy room cannot
-                // starve them.
                 biased;
-                _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
-                _ = outbox.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
+                _ = &mut cancelled => return close(CloseCode::Away, "server shutting down"),
+                _ = &mut kicked => return close(CloseCode::Again, "too slow: resubscribe with since"),
                 msg = stream.recv() => {
                     let msg = match msg {
                         None => return None,
@@ -204,26 +232,10 @@ impl Connection {
                         return None;
                     }
                 }
-                frame = outbox.recv() => {
-                    let mut next = Some(frame);
-                    // Hand over what else is queued while we are here.
-                    for _ in 0..64 {
-                        let Some(frame) = next.take() else { break };
-                        // A peer that does not read blocks this send: the overflow kick,
-                        // shutdown and the heartbeat deadline still get through.
-                        tokio::select! {
-                            sent = session.text(frame) => {
-                                if sent.is_err() {
-                                    return None;
-                                }
-                            }
-                            _ = outbox.kick.notified() => return close(CloseCode::Again, "too slow: resubscribe with since"),
-                            _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
-                            _ = tokio::time::sleep(heartbeat * 2) => return close(CloseCode::Policy, "peer does not read"),
-                        }
-                        next = outbox.try_recv();
-                    }
+                _ = &mut ready, if !more => {
+                    ready.set(outbox.notified());
                 }
+                _ = std::future::ready(()), if more => {}
             }
         }
     }
