@@ -87,6 +87,15 @@ impl ConnTx {
 
     /// Queues a frame; on overflow marks the connection for a 1013 close. False if not queued.
     pub fn push(&self, frame: ByteString, metrics: &GatewayMetrics) -> bool {
+        let queued = self.enqueue(frame, metrics);
+        if queued {
+            metrics.messages_out.inc();
+        }
+        queued
+    }
+
+    /// [`ConnTx::push`] without counting (the caller counts a whole fan-out at once).
+    fn enqueue(&self, frame: ByteString, metrics: &GatewayMetrics) -> bool {
         if self.0.overflowed.load(Ordering::Acquire) {
             return false;
         }
@@ -100,7 +109,6 @@ impl ConnTx {
             queue.push_back(frame);
         }
         self.0.ready.notify_one();
-        metrics.messages_out.inc();
         true
     }
 }
@@ -689,6 +697,7 @@ fn drain(room: &mut Room, metrics: &GatewayMetrics) -> bool {
 
 fn deliver(room: &mut Room, delivery: &Delivery, metrics: &GatewayMetrics) {
     let joining_max = room.joining_max;
+    let mut queued = 0;
     for member in room.members.values_mut() {
         match &mut member.state {
             MemberState::Joining(held) => {
@@ -700,12 +709,13 @@ fn deliver(room: &mut Room, delivery: &Delivery, metrics: &GatewayMetrics) {
             }
             MemberState::Active => {
                 if delivery.seq > member.last_seq {
-                    member.conn.push(delivery.frame.clone(), metrics);
+                    queued += u64::from(member.conn.enqueue(delivery.frame.clone(), metrics));
                     member.last_seq = delivery.seq;
                 }
             }
         }
     }
+    metrics.messages_out.inc_by(queued);
 }
 
 #[cfg(test)]
