@@ -120,6 +120,8 @@ pub struct PayloadPeek<'a> {
 
 #[derive(Deserialize)]
 pub struct CommentPeek<'a> {
+    #[serde(default)]
+    pub seq: u64,
     #[serde(borrow)]
     pub text: Cow<'a, str>,
 }
@@ -237,6 +239,8 @@ pub struct ConnOutcome {
     pub out_of_order: u64,
     /// Why the server ended the connection early, if it did.
     pub closed: Option<String>,
+    /// Highest `seq` received.
+    pub last_seq: u64,
 }
 
 /// Run-mode connection loop: receive comments (latency, duplicates, order), and post when told.
@@ -258,6 +262,7 @@ pub async fn run_connection(
         duplicates: 0,
         out_of_order: 0,
         closed: None,
+        last_seq: 0,
     };
     let mut last_seq: u64 = 0;
     let shard = index % shared.latency.len();
@@ -311,7 +316,7 @@ pub async fn run_connection(
                     "ack" => {
                         let Some(comment) = peek.payload.and_then(|p| p.comment) else { continue };
                         if let Some((post, sent)) = parse_text(&comment.text, shared.run_id) {
-                            shared.on_ack(post, now.saturating_sub(sent));
+                            shared.on_ack(post, comment.seq, now.saturating_sub(sent));
                         }
                     }
                     "error" => {
@@ -351,6 +356,7 @@ pub async fn run_connection(
         }
     }
     let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+    out.last_seq = last_seq;
     out
 }
 

@@ -436,6 +436,8 @@ struct RunReport {
     delivered_frames: u64,
     delivered_per_sec: f64,
     losses: u64,
+    /// Up to 20 losses: `[connection, post index, seq, last seq the connection received]`.
+    loss_examples: Vec<[u64; 4]>,
     duplicates: u64,
     out_of_order: u64,
     conns_with_out_of_order: u64,
@@ -698,6 +700,7 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
         }
     }
     let mut losses = 0u64;
+    let mut loss_examples: Vec<[u64; 4]> = Vec::new();
     let mut duplicates = 0u64;
     let mut out_of_order = 0u64;
     let mut conns_ooo = 0u64;
@@ -705,10 +708,17 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
     let mut closed_early = 0u64;
     let mut close_reasons: BTreeMap<String, u64> = BTreeMap::new();
     for o in &outcomes {
-        losses += acked_by_room[o.room]
-            .iter()
-            .filter(|&&i| !o.got.get(i))
-            .count() as u64;
+        for &i in acked_by_room[o.room].iter().filter(|&&i| !o.got.get(i)) {
+            losses += 1;
+            if loss_examples.len() < 20 {
+                let seq = shared
+                    .acked_seq
+                    .get(i)
+                    .map(|s| s.load(Ordering::Relaxed))
+                    .unwrap_or(0);
+                loss_examples.push([o.index as u64, i as u64, seq, o.last_seq]);
+            }
+        }
         duplicates += o.duplicates;
         out_of_order += o.out_of_order;
         conns_ooo += u64::from(o.out_of_order > 0);
@@ -759,6 +769,7 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
         delivered_frames: frames,
         delivered_per_sec,
         losses,
+        loss_examples,
         duplicates,
         out_of_order,
         conns_with_out_of_order: conns_ooo,
@@ -855,6 +866,12 @@ fn print_run(r: &RunReport) {
     }
     if !r.errors.is_empty() {
         eprintln!("  errors: {:?}", r.errors);
+    }
+    if !r.loss_examples.is_empty() {
+        eprintln!(
+            "  losses [conn, post, seq, conn's last seq]: {:?}",
+            r.loss_examples
+        );
     }
 }
 

@@ -91,6 +91,8 @@ pub struct Shared {
     pub latency: Vec<Mutex<Histogram<u64>>>,
     pub ack_latency: Mutex<Histogram<u64>>,
     pub acked: AtomicBitset,
+    /// The `seq` each acknowledged post got (0: none yet).
+    pub acked_seq: Vec<AtomicU64>,
     pub refused: AtomicBitset,
     pub acks: AtomicU64,
     pub refusals: AtomicU64,
@@ -121,6 +123,7 @@ impl Shared {
             latency: (0..16).map(|_| Mutex::new(new_histogram())).collect(),
             ack_latency: Mutex::new(new_histogram()),
             acked: AtomicBitset::new(total_posts as usize),
+            acked_seq: (0..total_posts).map(|_| AtomicU64::new(0)).collect(),
             refused: AtomicBitset::new(total_posts as usize),
             acks: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
@@ -148,9 +151,12 @@ impl Shared {
         }
     }
 
-    pub fn on_ack(&self, post: u64, ack_us: u64) {
+    pub fn on_ack(&self, post: u64, seq: u64, ack_us: u64) {
         if post >= self.total_posts || self.acked.set(post as usize) {
             return;
+        }
+        if let Some(s) = self.acked_seq.get(post as usize) {
+            s.store(seq, Ordering::Relaxed);
         }
         self.acks.fetch_add(1, Ordering::Relaxed);
         let subs = self
