@@ -264,6 +264,7 @@ impl Application {
             result = &mut server => Some(result),
         };
         state.shutdown.cancel();
+        state.hub.shut_down_all();
         state.tracker.close();
         if tokio::time::timeout(crate::ws::CLOSE_GRACE, state.tracker.wait())
             .await

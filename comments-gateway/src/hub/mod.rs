@@ -33,10 +33,19 @@ const MAX_PENDING: usize = 10_000;
 pub struct Outbox {
     queue: Mutex<VecDeque<ByteString>>,
     max: usize,
+    /// One wake-up for everything the loop must look at: frames, overflow, shutdown.
     ready: Notify,
-    /// Woken when the connection must close with 1013.
-    pub kick: Notify,
     overflowed: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+/// Why the hub wants a connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// The queue overflowed: 1013.
+    TooSlow,
+    /// The server drains: 1001.
+    Shutdown,
 }
 
 impl Outbox {
@@ -50,7 +59,19 @@ impl Outbox {
         frame
     }
 
-    /// Resolves after frames were queued (possibly already taken: check with `try_recv`).
+    /// Set once the connection must close.
+    pub fn closing(&self) -> Option<Closing> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            Some(Closing::Shutdown)
+        } else if self.overflowed.load(Ordering::Acquire) {
+            Some(Closing::TooSlow)
+        } else {
+            None
+        }
+    }
+
+    /// Resolves after frames were queued or [`Outbox::closing`] changed (possibly already
+    /// handled: check both).
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.ready.notified()
     }
@@ -67,8 +88,8 @@ impl ConnTx {
             queue: Mutex::new(VecDeque::new()),
             max: max.max(1),
             ready: Notify::new(),
-            kick: Notify::new(),
             overflowed: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
         }))
     }
 
@@ -81,8 +102,14 @@ impl ConnTx {
     pub fn overflow(&self, metrics: &GatewayMetrics) {
         if !self.0.overflowed.swap(true, Ordering::AcqRel) {
             metrics.slow_client_closes.inc();
-            self.0.kick.notify_one();
+            self.0.ready.notify_one();
         }
+    }
+
+    /// Asks the connection to close with 1001.
+    pub fn shut_down(&self) {
+        self.0.shutting_down.store(true, Ordering::Release);
+        self.0.ready.notify_one();
     }
 
     /// Queues a frame; on overflow marks the connection for a 1013 close. False if not queued.
@@ -149,6 +176,7 @@ struct State {
     rooms: HashMap<RoomId, Room>,
     conns: HashMap<ConnId, ConnTx>,
     next_generation: u64,
+    shutting_down: bool,
 }
 
 struct Inner {
@@ -206,9 +234,22 @@ impl Hub {
         self.inner.runtime.spawn(fut);
     }
 
-    /// Registers a connection (for notices to everyone).
+    /// Registers a connection (for notices to everyone, and the shutdown).
     pub fn register(&self, id: ConnId, conn: ConnTx) {
-        self.lock().conns.insert(id, conn);
+        let mut state = self.lock();
+        if state.shutting_down {
+            conn.shut_down();
+        }
+        state.conns.insert(id, conn);
+    }
+
+    /// Asks every connection, present and future, to close with 1001.
+    pub fn shut_down_all(&self) {
+        let mut state = self.lock();
+        state.shutting_down = true;
+        for conn in state.conns.values() {
+            conn.shut_down();
+        }
     }
 
     /// Removes a connection from every room it is in.

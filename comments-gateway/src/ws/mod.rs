@@ -20,7 +20,7 @@ use shared_proto::{Author, Claims, ErrorCode, Role, RoomId};
 use tracing::Instrument;
 
 use crate::error::GatewayError;
-use crate::hub::{ConnId, ConnTx};
+use crate::hub::{Closing, ConnId, ConnTx};
 use crate::startup::AppState;
 use crate::store::{DeleteOutcome, NewComment, Slice, now_millis};
 
@@ -107,6 +107,13 @@ async fn run_connection(
     }
 }
 
+fn closing_reason(closing: Closing) -> Option<CloseReason> {
+    match closing {
+        Closing::TooSlow => close(CloseCode::Again, "too slow: resubscribe with since"),
+        Closing::Shutdown => close(CloseCode::Away, "server shutting down"),
+    }
+}
+
 fn close(code: CloseCode, description: &str) -> Option<CloseReason> {
     Some(CloseReason {
         code,
@@ -151,18 +158,16 @@ impl Connection {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_seen = Instant::now();
-        let shutdown = self.state.shutdown.clone();
         let out = self.out.clone();
         let outbox = out.outbox();
-        // Long-lived wake-ups, registered once rather than on every loop turn: delivering a
-        // comment to a connection costs a queue pop and a send, not a round of re-registration.
-        let cancelled = shutdown.cancelled();
-        tokio::pin!(cancelled);
-        let kicked = outbox.kick.notified();
-        tokio::pin!(kicked);
+        // One long-lived wake-up, registered once rather than on every loop turn: it covers
+        // queued frames, the overflow kick and the shutdown.
         let ready = outbox.notified();
         tokio::pin!(ready);
         loop {
+            if let Some(closing) = outbox.closing() {
+                return closing_reason(closing);
+            }
             // Hand over what is queued (a bounded batch, so client frames get their turn).
             let mut sent = 0;
             while sent < 64 {
@@ -170,25 +175,34 @@ impl Connection {
                     break;
                 };
                 sent += 1;
-                // A peer that does not read blocks this send: the overflow kick, shutdown and
-                // the heartbeat deadline still get through.
-                tokio::select! {
-                    biased;
-                    result = session.text(frame) => {
-                        if result.is_err() {
-                            return None;
+                let send = session.text(frame);
+                tokio::pin!(send);
+                // A peer that does not read blocks this send: the overflow kick, the shutdown
+                // and the heartbeat deadline still get through.
+                let deadline = tokio::time::sleep(heartbeat * 2);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        biased;
+                        result = &mut send => {
+                            if result.is_err() {
+                                return None;
+                            }
+                            break;
                         }
+                        _ = &mut ready => {
+                            ready.set(outbox.notified());
+                            if let Some(closing) = outbox.closing() {
+                                return closing_reason(closing);
+                            }
+                        }
+                        _ = &mut deadline => return close(CloseCode::Policy, "peer does not read"),
                     }
-                    _ = &mut kicked => return close(CloseCode::Again, "too slow: resubscribe with since"),
-                    _ = &mut cancelled => return close(CloseCode::Away, "server shutting down"),
-                    _ = tokio::time::sleep(heartbeat * 2) => return close(CloseCode::Policy, "peer does not read"),
                 }
             }
             let more = sent == 64;
             tokio::select! {
                 biased;
-                _ = &mut cancelled => return close(CloseCode::Away, "server shutting down"),
-                _ = &mut kicked => return close(CloseCode::Again, "too slow: resubscribe with since"),
                 msg = stream.recv() => {
                     let msg = match msg {
                         None => return None,
