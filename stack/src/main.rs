@@ -35,7 +35,10 @@ async fn main() -> anyhow::Result<()> {
     let mut counter_settings = counter::Settings::load()?;
     let mut library_settings = library::Settings::load()?;
     let mut gateway_settings = comments_gateway::Settings::load()?;
-    service_kit::telemetry::init(library_settings.rust_log.as_deref(), library_settings.log_format);
+    service_kit::telemetry::init(
+        library_settings.rust_log.as_deref(),
+        library_settings.log_format,
+    );
 
     let embedded = library_settings.mongo_url.is_none() && gateway_settings.redis_url.is_none();
     tracing::info!(
@@ -49,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
                 library_settings.data_dir.display()
             )
         } else {
-            "external MongoDB/Redis where MONGO_URL/REDIS_URL are set, embedded elsewhere".to_owned()
+            "external MongoDB/Redis where MONGO_URL/REDIS_URL are set, embedded elsewhere"
+                .to_owned()
         }
     );
 
@@ -65,7 +69,8 @@ async fn main() -> anyhow::Result<()> {
         library_settings.gateway_url = format!("http://127.0.0.1:{}", stack.gateway_port);
     }
     if library_settings.gateway_public_url == defaults.gateway_public_url {
-        library_settings.gateway_public_url = format!("ws://{}:{}/ws", stack.public_host, stack.gateway_port);
+        library_settings.gateway_public_url =
+            format!("ws://{}:{}/ws", stack.public_host, stack.gateway_port);
     }
 
     let counter_app = counter::Application::build(counter_settings).await?;
