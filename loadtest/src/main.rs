@@ -438,6 +438,9 @@ struct RunReport {
     losses: u64,
     /// Up to 20 losses: `[connection, post index, seq, last seq the connection received]`.
     loss_examples: Vec<[u64; 4]>,
+    /// Connections that lost at least one delivery, and how many of them were posters.
+    conns_with_losses: u64,
+    posters_with_losses: u64,
     duplicates: u64,
     out_of_order: u64,
     conns_with_out_of_order: u64,
@@ -701,6 +704,8 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
     }
     let mut losses = 0u64;
     let mut loss_examples: Vec<[u64; 4]> = Vec::new();
+    let mut conns_with_losses = 0u64;
+    let mut posters_with_losses = 0u64;
     let mut duplicates = 0u64;
     let mut out_of_order = 0u64;
     let mut conns_ooo = 0u64;
@@ -708,6 +713,7 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
     let mut closed_early = 0u64;
     let mut close_reasons: BTreeMap<String, u64> = BTreeMap::new();
     for o in &outcomes {
+        let before = losses;
         for &i in acked_by_room[o.room].iter().filter(|&&i| !o.got.get(i)) {
             losses += 1;
             if loss_examples.len() < 20 {
@@ -718,6 +724,10 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
                     .unwrap_or(0);
                 loss_examples.push([o.index as u64, i as u64, seq, o.last_seq]);
             }
+        }
+        if losses > before {
+            conns_with_losses += 1;
+            posters_with_losses += u64::from(o.index < posters);
         }
         duplicates += o.duplicates;
         out_of_order += o.out_of_order;
@@ -770,6 +780,8 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
         delivered_per_sec,
         losses,
         loss_examples,
+        conns_with_losses,
+        posters_with_losses,
         duplicates,
         out_of_order,
         conns_with_out_of_order: conns_ooo,
