@@ -431,6 +431,8 @@ struct RunReport {
     posts_acked: u64,
     posts_refused: u64,
     posts_unanswered: u64,
+    /// Up to 20 post indexes that got neither `ack` nor `error`.
+    unanswered_examples: Vec<u64>,
     expected_deliveries: u64,
     delivered_unique: u64,
     delivered_frames: u64,
@@ -695,6 +697,10 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
         let _ = t.await;
     }
 
+    let unanswered_examples: Vec<u64> = (0..total_posts)
+        .filter(|&i| !shared.acked.get(i as usize) && !shared.refused.get(i as usize))
+        .take(20)
+        .collect();
     // Losses: acknowledged posts of a connection's room that it never received.
     let mut acked_by_room: Vec<Vec<usize>> = vec![Vec::new(); rooms.len()];
     for i in 0..total_posts {
@@ -774,6 +780,7 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
         posts_unanswered: total_posts.saturating_sub(
             shared.acks.load(Ordering::Relaxed) + shared.refusals.load(Ordering::Relaxed),
         ),
+        unanswered_examples,
         expected_deliveries: shared.expected.load(Ordering::Relaxed),
         delivered_unique: unique,
         delivered_frames: frames,
