@@ -194,7 +194,7 @@ fn keep_alive(server: Box<dyn Send>) {
 pub fn redis() -> String {
     SHARED_REDIS
         .get_or_init(|| {
-            if let Ok(url) = std::env::var("TEST_REDIS_URL") {
+            if let Some(url) = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) {
                 return url;
             }
             let server = RedisServer::start();
@@ -210,7 +210,7 @@ pub fn redis() -> String {
 pub fn mongo() -> String {
     SHARED_MONGO
         .get_or_init(|| {
-            if let Ok(url) = std::env::var("TEST_MONGO_URL") {
+            if let Some(url) = std::env::var("TEST_MONGO_URL").ok().filter(|u| !u.is_empty()) {
                 return url;
             }
             let server = MongoServer::start();
