@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
 use bytestring::ByteString;
+use futures_util::FutureExt;
 use serde::Deserialize;
 use shared_proto::channels::BusEvent;
 use shared_proto::ws::{
@@ -175,6 +176,13 @@ impl Connection {
                     break;
                 };
                 sent += 1;
+                // Fast path: the session's channel almost always has room, so the frame is handed
+                // over without registering a timer; only a full channel takes the slow path.
+                match session.text(frame.clone()).now_or_never() {
+                    Some(Ok(())) => continue,
+                    Some(Err(_)) => return None,
+                    None => {}
+                }
                 let send = session.text(frame);
                 tokio::pin!(send);
                 // A peer that does not read blocks this send: the overflow kick, the shutdown
