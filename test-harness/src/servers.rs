@@ -194,7 +194,10 @@ fn keep_alive(server: Box<dyn Send>) {
 pub fn redis() -> String {
     SHARED_REDIS
         .get_or_init(|| {
-            if let Some(url) = std::env::var("TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) {
+            if let Some(url) = std::env::var("TEST_REDIS_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+            {
                 return url;
             }
             let server = RedisServer::start();
@@ -210,7 +213,10 @@ pub fn redis() -> String {
 pub fn mongo() -> String {
     SHARED_MONGO
         .get_or_init(|| {
-            if let Some(url) = std::env::var("TEST_MONGO_URL").ok().filter(|u| !u.is_empty()) {
+            if let Some(url) = std::env::var("TEST_MONGO_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+            {
                 return url;
             }
             let server = MongoServer::start();
