@@ -224,6 +224,14 @@ impl Application {
                 .configure(crate::http::config)
                 .default_service(web::to(service_kit::http_errors::not_found))
         })
+        // WebSocket frames are small and often several go out back to back; with Nagle on, a
+        // frame written while the previous one is unacknowledged waits for the peer's delayed
+        // ACK (up to 40 ms), so every socket gets TCP_NODELAY.
+        .on_connect(|conn, _ext| {
+            if let Some(socket) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = socket.set_nodelay(true);
+            }
+        })
         .listen(listener)?
         .disable_signals()
         .shutdown_timeout(10);
