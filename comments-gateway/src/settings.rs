@@ -1,32 +1,9 @@
 //! The gateway's typed configuration (defaults < optional file < environment).
 
-use std::fmt;
-
 use serde::Deserialize;
 use service_kit::telemetry::LogFormat;
 
-/// A secret string that never prints.
-#[derive(Clone, Deserialize, Default)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret value.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
+pub use service_kit::settings::Secret;
 
 /// Default token secret for local runs (a warning is logged when it is used).
 pub const DEV_TOKEN_SECRET: &str = "dev-only-token-secret-change-me";

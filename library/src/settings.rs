@@ -1,6 +1,5 @@
 //! The library's settings: built-in defaults < optional file < environment.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -11,28 +10,7 @@ pub const DEV_SESSION_SECRET: &str = "dev-only-session-secret-change-me";
 /// Default `AUTH_TOKEN_SECRET` for local runs (a warning is logged when it is used).
 pub const DEV_TOKEN_SECRET: &str = "dev-only-token-secret-change-me";
 
-/// A secret string that never shows in `Debug` output or logs.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself; call only where it is used.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use service_kit::settings::Secret;
 
 /// Everything the library service is configured with. Field names are the lowercased
 /// environment names (`PORT` -> `port`, `MONGO_URL` -> `mongo_url`, ...).

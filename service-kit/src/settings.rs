@@ -1,5 +1,8 @@
 //! Layered settings: built-in defaults < optional file < environment.
 
+use std::fmt;
+
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// Why settings could not be loaded.
@@ -28,4 +31,39 @@ pub fn load<T: DeserializeOwned>(service: &str) -> Result<T, SettingsError> {
         .add_source(env)
         .build()?;
     Ok(settings.try_deserialize()?)
+}
+
+/// A secret string (a token or a key) that never shows in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(secret.expose(), "hunter2");
+    }
 }
