@@ -45,11 +45,7 @@ impl AppState {
 
     /// One book with its view count (no increment), or 404.
     pub async fn book_with_views(&self, id: u64) -> Result<Book, Error> {
-        let mut book = self
-            .store
-            .get_book(id)
-            .await?
-            .ok_or_else(|| Error::book_not_found(id))?;
+        let mut book = self.existing_book(id).await?;
         let counts = self.counter.counts(&[id]).await;
         if !counts.is_empty() {
             book.views = Some(counts.get(&id).copied().unwrap_or(0));
@@ -87,11 +83,7 @@ impl AppState {
     /// Updates a book: fields sent replace the stored ones, files sent replace the old files.
     pub async fn update_book(&self, id: u64, upload: BookUpload) -> Result<Book, Error> {
         let result = async {
-            let existing = self
-                .store
-                .get_book(id)
-                .await?
-                .ok_or_else(|| Error::book_not_found(id))?;
+            let existing = self.existing_book(id).await?;
             let fields = upload.fields.clone().validate(false)?;
             let mut updated = existing.clone();
             if let Some(title) = fields.title {
@@ -155,13 +147,17 @@ impl AppState {
         Ok(book)
     }
 
-    /// The book file as an attachment under its original name, or 404.
-    pub async fn download(&self, req: &HttpRequest, id: u64) -> Result<HttpResponse, Error> {
-        let book = self
-            .store
+    /// The stored book `id`, or the not-found error.
+    async fn existing_book(&self, id: u64) -> Result<Book, Error> {
+        self.store
             .get_book(id)
             .await?
-            .ok_or_else(|| Error::book_not_found(id))?;
+            .ok_or_else(|| Error::book_not_found(id))
+    }
+
+    /// The book file as an attachment under its original name, or 404.
+    pub async fn download(&self, req: &HttpRequest, id: u64) -> Result<HttpResponse, Error> {
+        let book = self.existing_book(id).await?;
         let file = self
             .open_stored(&book.file_name_book, "this book has no file")
             .await?;
@@ -182,11 +178,7 @@ impl AppState {
 
     /// The cover image; anything that is not a raster image is sent as a download.
     pub async fn cover(&self, req: &HttpRequest, id: u64) -> Result<HttpResponse, Error> {
-        let book = self
-            .store
-            .get_book(id)
-            .await?
-            .ok_or_else(|| Error::book_not_found(id))?;
+        let book = self.existing_book(id).await?;
         let file = self
             .open_stored(&book.file_name_cover, "this book has no cover")
             .await?;

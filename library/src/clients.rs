@@ -8,6 +8,16 @@ use serde::Deserialize;
 use shared_proto::Comment;
 use shared_proto::counter::{CountResponse, CountsResponse, MAX_IDS};
 
+/// An HTTP client that gives up (connecting or answering) after `timeout`, so a down or
+/// hanging peer never holds a page up.
+fn short_timeout_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()?)
+}
+
 /// The `counter` service.
 #[derive(Clone)]
 pub struct CounterClient {
@@ -18,13 +28,8 @@ pub struct CounterClient {
 impl CounterClient {
     /// A client for `base` (e.g. `http://127.0.0.1:3001`) giving up after `timeout`.
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()?;
         Ok(Self {
-            http,
+            http: short_timeout_client(timeout)?,
             base: base.trim_end_matches('/').to_owned(),
         })
     }
@@ -107,13 +112,8 @@ pub struct GatewayClient {
 impl GatewayClient {
     /// A client for `base` (e.g. `http://127.0.0.1:3003`) giving up after `timeout`.
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()?;
         Ok(Self {
-            http,
+            http: short_timeout_client(timeout)?,
             base: base.trim_end_matches('/').to_owned(),
         })
     }

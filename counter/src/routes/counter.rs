@@ -69,6 +69,13 @@ fn reject_body(req: &HttpRequest) -> Result<(), CounterError> {
     Ok(())
 }
 
+/// The path's book id, for a request that must carry no body.
+fn bodyless_book_id(raw: &str, req: &HttpRequest) -> Result<BookId, CounterError> {
+    let id = book_id(raw)?;
+    reject_body(req)?;
+    Ok(id)
+}
+
 async fn empty_id() -> Result<HttpResponse, CounterError> {
     Err(CounterError::BadRequest(
         "invalid bookId: book id must not be empty".to_owned(),
@@ -81,8 +88,7 @@ async fn incr(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, CounterError> {
-    let id = book_id(&path)?;
-    reject_body(&req)?;
+    let id = bodyless_book_id(&path, &req)?;
     let count = state.store.incr(&id).await.map_err(|e| state.backend(e))?;
     Ok(HttpResponse::Ok().json(CountResponse { book_id: id, count }))
 }
@@ -93,8 +99,7 @@ async fn get_one(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, CounterError> {
-    let id = book_id(&path)?;
-    reject_body(&req)?;
+    let id = bodyless_book_id(&path, &req)?;
     let count = state.store.get(&id).await.map_err(|e| state.backend(e))?;
     Ok(HttpResponse::Ok().json(CountResponse { book_id: id, count }))
 }
