@@ -144,6 +144,7 @@ start_gateway() {
   TMP_DIRS+=("$data")
   env -u REDIS_URL -u MONGO_URL \
     HOST=127.0.0.1 PORT="$port" DATA_DIR="$data" POST_BURST=0 POST_RATE_PER_SEC=0 \
+    APP_ENV=development MAX_CONNS_PER_IP=0 \
     AUTH_TOKEN_SECRET="$SECRET" ADMIN_TOKEN="bench-admin-$$" \
     RUST_LOG="${BENCH_RUST_LOG:-warn}" LOG_FORMAT=json "$@" \
     "${NICE[@]}" "$GW_BIN" >"$LOG_DIR/$name-$port.log" 2>&1 &

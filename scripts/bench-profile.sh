@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 gw_env=(env -u REDIS_URL -u MONGO_URL HOST=127.0.0.1 PORT="$PORT" DATA_DIR="$DATA" POST_BURST=0
-  POST_RATE_PER_SEC=0 AUTH_TOKEN_SECRET="$SECRET" RUST_LOG=warn)
+  POST_RATE_PER_SEC=0 APP_ENV=development MAX_CONNS_PER_IP=0 AUTH_TOKEN_SECRET="$SECRET" RUST_LOG=warn)
 wait_up() {
   for _ in $(seq 1 ${1:-60}); do curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null && return 0; sleep 1; done
   echo "gateway did not come up" >&2; return 1

@@ -147,7 +147,16 @@ export async function startStack({ mode = 'servers', label = mode, beforeService
     },
   };
   try {
-    const common = { RUST_LOG: process.env.E2E_RUST_LOG || 'info', LOG_FORMAT: 'pretty', NO_COLOR: '1' };
+    // Guards that are not what this test is about are off: development secrets allowed, no sign-in
+    // throttling, no per-address connection cap (every browser window comes from 127.0.0.1).
+    const common = {
+      RUST_LOG: process.env.E2E_RUST_LOG || 'info',
+      LOG_FORMAT: 'pretty',
+      NO_COLOR: '1',
+      APP_ENV: 'development',
+      AUTH_THROTTLE: 'off',
+      MAX_CONNS_PER_IP: '0',
+    };
     const secret = randomBytes(32).toString('hex');
     let redisUrl = '';
     let mongoBase = '';
