@@ -1,5 +1,5 @@
 // A small in-memory stand-in for the library pages/API and the comments-gateway WebSocket
-// protocol (shared/CONTRACT.md), enough to run the browser test and develop comments.js without
+// protocol (docs/protocol.md), enough to run the browser test and develop comments.js without
 // the Rust services: `E2E_MODES=mock node --test tests/`. Not the product: the real e2e modes
 // run the real binaries. Env: LIBRARY_PORT, GATEWAY_PORT (both required).
 import http from 'node:http';

@@ -1,4 +1,4 @@
-//! `gateway-load`: load tool for the comments-gateway WebSocket protocol (see shared/CONTRACT.md).
+//! `gateway-load`: load tool for the comments-gateway WebSocket protocol (see docs/protocol.md).
 //!
 //! * `run`: N subscribed connections (spread over rooms and gateway URLs), K of them post at a
 //!   fixed total rate R/s for D seconds; reports delivered messages/s, post-to-delivery latency

@@ -15,7 +15,7 @@
 //     <form class="comment-form"><textarea name="text"></textarea><button type="submit">…</button></form>
 //   </section>
 //
-// The module subscribes to the room over the gateway's WebSocket protocol (shared/CONTRACT.md),
+// The module subscribes to the room over the gateway's WebSocket protocol (docs/protocol.md),
 // appends live comments (as text, never as HTML), posts with a clientId that survives retries,
 // reconnects with backoff and jitter, and fills gaps with `since`. The protocol logic lives in
 // `CommentsClient` (no DOM, unit-tested under node); `DomView` is its page side.
