@@ -57,13 +57,17 @@ impl<'de> serde::Deserialize<'de> for AppEnv {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
     /// Required but unset or empty.
-    #[error("{0} is not set: set it to a random value of at least {MIN_SECRET_BYTES} bytes (or APP_ENV=development for local runs)")]
+    #[error(
+        "{0} is not set: set it to a random value of at least {MIN_SECRET_BYTES} bytes (or APP_ENV=development for local runs)"
+    )]
     Missing(&'static str),
     /// Under [`MIN_SECRET_BYTES`].
     #[error("{0} is shorter than {MIN_SECRET_BYTES} bytes: use a longer random value")]
     TooShort(&'static str),
     /// A value the project ships.
-    #[error("{0} is a development default or example placeholder shipped with the project: set a real secret")]
+    #[error(
+        "{0} is a development default or example placeholder shipped with the project: set a real secret"
+    )]
     Shipped(&'static str),
 }
 
@@ -139,8 +143,13 @@ mod tests {
 
     #[test]
     fn messages_name_the_variable_not_the_value() {
-        let e = check_secret("AUTH_SESSION_SECRET", Some(&s("hunter2")), true, AppEnv::Production)
-            .expect_err("too short");
+        let e = check_secret(
+            "AUTH_SESSION_SECRET",
+            Some(&s("hunter2")),
+            true,
+            AppEnv::Production,
+        )
+        .expect_err("too short");
         let text = e.to_string();
         assert!(text.contains("AUTH_SESSION_SECRET"));
         assert!(!text.contains("hunter2"));
