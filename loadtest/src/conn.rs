@@ -345,6 +345,7 @@ pub async fn run_connection(
                     room: room.clone(),
                     text,
                     client_id: None,
+                    reply_to: None,
                 }))
                 .with_ref(Ref::Number(post as i64));
                 if let Err(e) = ws.send(Message::text(frame.encode())).await {

@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::comment::Comment;
 use crate::ids::RoomId;
+use crate::reaction::Reactions;
+use crate::ws::UserRef;
 
 /// Default prefix of every channel the gateway uses.
 pub const DEFAULT_CHANNEL_PREFIX: &str = "comments:";
@@ -76,6 +78,76 @@ pub enum BusEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<RoomId>,
     },
+    /// A comment's text was edited.
+    Edited {
+        /// Publishing instance.
+        origin: String,
+        /// The comment as stored after the edit.
+        comment: Comment,
+        /// The comment's change counter after this edit (edits and reactions share it), so a
+        /// receiver can drop a change that arrives after a newer one.
+        #[serde(default)]
+        rev: u64,
+    },
+    /// A comment's reaction counts changed.
+    Reactions {
+        /// Publishing instance.
+        origin: String,
+        /// Its room.
+        room: RoomId,
+        /// The comment's id.
+        id: String,
+        /// The counts after the change.
+        reactions: Reactions,
+        /// The comment's change counter after this change (see `Edited::rev`).
+        #[serde(default)]
+        rev: u64,
+    },
+    /// A signed-in reader of the room is typing (already throttled by the origin).
+    Typing {
+        /// Publishing instance.
+        origin: String,
+        /// Its room.
+        room: RoomId,
+        /// Who types.
+        user: UserRef,
+    },
+    /// The origin's readers of the room changed: read the room's presence again.
+    Presence {
+        /// Publishing instance.
+        origin: String,
+        /// Its room.
+        room: RoomId,
+    },
+}
+
+impl BusEvent {
+    /// The instance that published the event.
+    pub fn origin(&self) -> &str {
+        match self {
+            BusEvent::Comment { origin, .. }
+            | BusEvent::Deleted { origin, .. }
+            | BusEvent::Notice { origin, .. }
+            | BusEvent::Edited { origin, .. }
+            | BusEvent::Reactions { origin, .. }
+            | BusEvent::Typing { origin, .. }
+            | BusEvent::Presence { origin, .. } => origin,
+        }
+    }
+
+    /// The room the event belongs to; `None` for a notice to everyone.
+    pub fn room(&self) -> Option<&RoomId> {
+        match self {
+            BusEvent::Comment { comment, .. } | BusEvent::Edited { comment, .. } => {
+                Some(&comment.room)
+            }
+            BusEvent::Notice { room, .. } => room.as_ref(),
+            BusEvent::Deleted { room, .. }
+            | BusEvent::Reactions { room, .. }
+            | BusEvent::Typing { room, .. }
+            | BusEvent::Presence { room, .. } => Some(room),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +179,44 @@ mod tests {
             serde_json::from_value::<BusEvent>(json).expect("parses"),
             event
         );
+    }
+
+    #[test]
+    fn discussion_events_round_trip() {
+        let room = RoomId::parse("7").expect("valid");
+        let events = [
+            BusEvent::Reactions {
+                origin: "gw-1".into(),
+                room: room.clone(),
+                id: "c1".into(),
+                reactions: crate::reaction::reactions_from_counts([(crate::Emoji::Heart, 2)]),
+                rev: 9,
+            },
+            BusEvent::Typing {
+                origin: "gw-2".into(),
+                room: room.clone(),
+                user: UserRef {
+                    id: "JD".into(),
+                    name: "John Doe".into(),
+                },
+            },
+            BusEvent::Presence {
+                origin: "gw-2".into(),
+                room: room.clone(),
+            },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).expect("serializes");
+            assert_eq!(event.room(), Some(&room));
+            assert_eq!(
+                serde_json::from_value::<BusEvent>(json).expect("parses"),
+                event
+            );
+        }
+        let json = serde_json::json!({"kind": "reactions", "origin": "o", "room": "7", "id": "c", "reactions": {"❤️": 1}});
+        let BusEvent::Reactions { rev, .. } = serde_json::from_value(json).expect("parses") else {
+            panic!("not reactions")
+        };
+        assert_eq!(rev, 0);
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
 use crate::ids::RoomId;
+use crate::reaction::Reactions;
 
 /// Most Unicode code points a comment's text may have after trimming.
 pub const MAX_COMMENT_CHARS: usize = 2000;
@@ -19,7 +20,9 @@ pub struct Author {
     pub name: String,
 }
 
-/// A stored comment as clients see it.
+/// A stored comment as clients see it. The v3 fields (`replyTo`, `editedAt`, `reactions`) are
+/// always sent (`null`, `null`, `{}` when unset) and read as those when missing, so comments
+/// stored before v3 keep working.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Comment {
@@ -35,6 +38,15 @@ pub struct Comment {
     pub text: String,
     /// RFC 3339 UTC with milliseconds.
     pub created_at: String,
+    /// The id of the top-level comment of the same room this one answers, or `None`.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// When the text was last edited (RFC 3339 UTC with milliseconds), or `None`.
+    #[serde(default)]
+    pub edited_at: Option<String>,
+    /// Reaction counts, only those above 0.
+    #[serde(default)]
+    pub reactions: Reactions,
 }
 
 /// Why a comment text was refused.
@@ -129,11 +141,43 @@ mod tests {
             "author": {"id": "JD", "name": "John Doe"},
             "text": "hello", "createdAt": "2026-11-22T21:00:00.000Z"
         });
+        // A comment stored before v3 reads with the v3 fields unset, and is sent with them.
         let comment: Comment = serde_json::from_value(json.clone()).expect("parses");
         assert_eq!(comment.seq, 3);
-        assert_eq!(serde_json::to_value(&comment).expect("serializes"), json);
+        assert_eq!(
+            (
+                &comment.reply_to,
+                &comment.edited_at,
+                comment.reactions.len()
+            ),
+            (&None, &None, 0)
+        );
+        let mut v3 = json.clone();
+        v3["replyTo"] = serde_json::Value::Null;
+        v3["editedAt"] = serde_json::Value::Null;
+        v3["reactions"] = serde_json::json!({});
+        assert_eq!(serde_json::to_value(&comment).expect("serializes"), v3);
+
         let mut bad = json;
         bad["room"] = serde_json::json!("a/b");
+        assert!(serde_json::from_value::<Comment>(bad).is_err());
+    }
+
+    #[test]
+    fn v3_fields_round_trip() {
+        let json = serde_json::json!({
+            "id": "r1", "seq": 4, "room": "1",
+            "author": {"id": "BadComedian", "name": "Евгений"},
+            "text": "agreed", "createdAt": "2026-11-22T21:00:00.000Z",
+            "replyTo": "abc", "editedAt": "2026-11-22T21:01:00.500Z",
+            "reactions": {"👍": 2, "❤️": 1}
+        });
+        let comment: Comment = serde_json::from_value(json.clone()).expect("parses");
+        assert_eq!(comment.reply_to.as_deref(), Some("abc"));
+        assert_eq!(comment.reactions.get(&crate::Emoji::Heart), Some(&1));
+        assert_eq!(serde_json::to_value(&comment).expect("serializes"), json);
+        let mut bad = json;
+        bad["reactions"] = serde_json::json!({"🙂": 1});
         assert!(serde_json::from_value::<Comment>(bad).is_err());
     }
 }

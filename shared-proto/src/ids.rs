@@ -138,6 +138,16 @@ string_newtype!(
     |c: char| c.is_ascii_graphic()
 );
 
+string_newtype!(
+    /// A comment's opaque id as clients send it back (`delete`, `edit`, `react`, `replyTo`):
+    /// `^[A-Za-z0-9_-]{1,128}$`.
+    CommentId,
+    "comment id",
+    128,
+    "letters, digits, '_' and '-'",
+    is_id_char
+);
+
 impl RoomId {
     /// The library-wide room.
     pub const INDEX: &'static str = "index";
@@ -195,6 +205,23 @@ mod tests {
         assert!(Username::parse("Bad.Comedian_1").is_ok());
         assert!(Username::parse("a".repeat(33)).is_err());
         assert!(Username::parse("x y").is_err());
+    }
+
+    #[test]
+    fn comment_ids() {
+        for ok in [
+            "demo-index-1",
+            "0193a1b2c3d4e5f6a7b8c9d0e1f2a3b4",
+            "k0f",
+            &"a".repeat(128),
+        ] {
+            assert!(CommentId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "{\"$ne\":1}", "é", &"a".repeat(129)] {
+            assert!(CommentId::parse(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<CommentId>("12").is_err());
+        assert!(serde_json::from_str::<CommentId>("null").is_err());
     }
 
     #[test]

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use crate::auth::Role;
 use crate::comment::{Comment, CommentText};
 use crate::error::ErrorCode;
-use crate::ids::{ClientId, RoomId};
+use crate::ids::{ClientId, CommentId, RoomId};
+use crate::reaction::{Emoji, Mine, Reactions};
 
 /// Frames longer than this close the connection with 1009.
 pub const MAX_FRAME_BYTES: usize = 65_536;
@@ -54,14 +55,15 @@ pub struct Subscribe {
     pub limit: Option<u32>,
 }
 
-/// `unsubscribe {room}`.
+/// `unsubscribe {room}`, `typing {room}`, `unsubscribed {room}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoomOnly {
     /// The room.
     pub room: RoomId,
 }
 
-/// `post {room, text, clientId?}`.
+/// `post {room, text, clientId?, replyTo?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Post {
@@ -73,6 +75,35 @@ pub struct Post {
     /// Idempotency key, scoped to the user.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<ClientId>,
+    /// The comment of the same room this one answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<CommentId>,
+}
+
+/// `edit {room, id, text}`: new text for one's own comment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Edit {
+    /// The room.
+    pub room: RoomId,
+    /// The comment's id.
+    pub id: CommentId,
+    /// The new text, trimmed (rules as for `post`).
+    #[serde(serialize_with = "serialize_text")]
+    pub text: CommentText,
+}
+
+/// `react {room, id, emoji, on}`: give (`on: true`) or take back (`on: false`) a reaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct React {
+    /// The room.
+    pub room: RoomId,
+    /// The comment's id.
+    pub id: CommentId,
+    /// One of the six reactions.
+    pub emoji: Emoji,
+    /// Give it or take it back.
+    pub on: bool,
 }
 
 fn serialize_text<S: serde::Serializer>(text: &CommentText, s: S) -> Result<S::Ok, S::Error> {
@@ -81,6 +112,7 @@ fn serialize_text<S: serde::Serializer>(text: &CommentText, s: S) -> Result<S::O
 
 /// `delete {room, id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Delete {
     /// The room.
     pub room: RoomId,
@@ -115,6 +147,12 @@ pub enum ClientMessage {
     History(History),
     /// Application-level ping.
     Ping(Empty),
+    /// Change the text of one's own comment.
+    Edit(Edit),
+    /// Give or take back a reaction.
+    React(React),
+    /// Tell the room's other readers this user is typing.
+    Typing(RoomOnly),
 }
 
 /// An empty payload, `{}`.
@@ -171,6 +209,24 @@ struct RawPost {
     text: String,
     #[serde(default)]
     client_id: Option<ClientId>,
+    #[serde(default)]
+    reply_to: Option<CommentId>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEdit {
+    room: RoomId,
+    id: CommentId,
+    text: String,
+}
+
+fn comment_text(raw: &str, reference: &Option<Ref>) -> Result<CommentText, DecodeError> {
+    CommentText::parse(raw).map_err(|e| DecodeError {
+        reference: reference.clone(),
+        code: e.code(),
+        message: e.to_string(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -283,17 +339,25 @@ impl ClientFrame {
             "unsubscribe" => ClientMessage::Unsubscribe(payload(&kind, body, &reference)?),
             "post" => {
                 let raw: RawPost = payload(&kind, body, &reference)?;
-                let text = CommentText::parse(&raw.text).map_err(|e| DecodeError {
-                    reference: reference.clone(),
-                    code: e.code(),
-                    message: e.to_string(),
-                })?;
+                let text = comment_text(&raw.text, &reference)?;
                 ClientMessage::Post(Post {
                     room: raw.room,
                     text,
                     client_id: raw.client_id,
+                    reply_to: raw.reply_to,
                 })
             }
+            "edit" => {
+                let raw: RawEdit = payload(&kind, body, &reference)?;
+                let text = comment_text(&raw.text, &reference)?;
+                ClientMessage::Edit(Edit {
+                    room: raw.room,
+                    id: raw.id,
+                    text,
+                })
+            }
+            "react" => ClientMessage::React(payload(&kind, body, &reference)?),
+            "typing" => ClientMessage::Typing(payload(&kind, body, &reference)?),
             "delete" => {
                 let delete: Delete = payload(&kind, body, &reference)?;
                 if delete.id.is_empty() || delete.id.len() > 128 {
@@ -349,7 +413,7 @@ pub struct Welcome {
     pub heartbeat_ms: u64,
 }
 
-/// `subscribed {room, comments, truncated}`.
+/// `subscribed {room, comments, truncated, mine?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subscribed {
     /// The room.
@@ -358,16 +422,27 @@ pub struct Subscribed {
     pub comments: Vec<Comment>,
     /// More exist beyond what was sent.
     pub truncated: bool,
+    /// Signed-in connections only: the user's own reactions to these comments (`{}` when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mine: Option<Mine>,
 }
 
-/// `ack {comment}` (after a post) or `ack {id}` (after a delete).
+/// `ack {comment}` (after a post or an edit), `ack {id, reactions}` (after a react) or
+/// `ack {id}` (after a delete).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Ack {
-    /// The stored comment.
+    /// The stored (or edited) comment.
     Posted {
         /// The comment.
         comment: Comment,
+    },
+    /// The comment's reaction counts after a `react`.
+    Reacted {
+        /// The comment's id.
+        id: String,
+        /// Its counts now.
+        reactions: Reactions,
     },
     /// The deleted comment's id.
     Deleted {
@@ -375,6 +450,68 @@ pub enum Ack {
         id: String,
     },
 }
+
+/// `comment_edited {room, comment}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentEdited {
+    /// The room.
+    pub room: RoomId,
+    /// The comment with its new text and `editedAt`.
+    pub comment: Comment,
+}
+
+/// `reactions {room, id, reactions}`: a comment's reaction counts changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionsChanged {
+    /// The room.
+    pub room: RoomId,
+    /// The comment's id.
+    pub id: String,
+    /// Its counts now, only those above 0.
+    pub reactions: Reactions,
+}
+
+/// A user as presence and typing show them: `{id, name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserRef {
+    /// Username.
+    pub id: String,
+    /// Full name.
+    pub name: String,
+}
+
+/// `typing {room, user}`: someone else in the room is typing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    /// The room.
+    pub room: RoomId,
+    /// Who is typing.
+    pub user: UserRef,
+}
+
+/// `presence {room, readers, users}`; also the body of `GET /rooms/{room}/presence` (without
+/// `room`, see [`PresenceCounts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The room.
+    pub room: RoomId,
+    /// Distinct readers on all instances: each signed-in user once, each anonymous connection once.
+    pub readers: u32,
+    /// The signed-in readers, at most [`MAX_PRESENCE_USERS`], earliest first.
+    pub users: Vec<UserRef>,
+}
+
+/// `GET /rooms/{room}/presence` → `{"readers", "users"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceCounts {
+    /// Distinct readers on all instances.
+    pub readers: u32,
+    /// The signed-in readers, at most [`MAX_PRESENCE_USERS`], earliest first.
+    pub users: Vec<UserRef>,
+}
+
+/// Most users a `presence` message names.
+pub const MAX_PRESENCE_USERS: usize = 50;
 
 /// `comment_deleted {room, id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -394,6 +531,9 @@ pub struct HistoryPage {
     pub comments: Vec<Comment>,
     /// Older ones exist.
     pub more: bool,
+    /// Signed-in connections only: the user's own reactions to these comments (`{}` when none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mine: Option<Mine>,
 }
 
 /// `notice {text, from: "admin", room?}`.
@@ -441,6 +581,14 @@ pub enum ServerMessage {
     Notice(Notice),
     /// Something went wrong.
     Error(ErrorPayload),
+    /// A comment's text was edited.
+    CommentEdited(CommentEdited),
+    /// A comment's reaction counts changed.
+    Reactions(ReactionsChanged),
+    /// Someone else in the room is typing.
+    Typing(Typing),
+    /// Who reads the room now.
+    Presence(Presence),
 }
 
 /// A server frame: a message and the `ref` of the request it answers.
@@ -503,6 +651,10 @@ impl ServerFrame {
             ServerMessage::Pong(_) => "pong",
             ServerMessage::Notice(_) => "notice",
             ServerMessage::Error(_) => "error",
+            ServerMessage::CommentEdited(_) => "comment_edited",
+            ServerMessage::Reactions(_) => "reactions",
+            ServerMessage::Typing(_) => "typing",
+            ServerMessage::Presence(_) => "presence",
         }
     }
 }
@@ -529,7 +681,14 @@ mod tests {
             },
             text: "<b>hi</b>".into(),
             created_at: "2026-11-22T21:00:00.000Z".into(),
+            reply_to: None,
+            edited_at: None,
+            reactions: Reactions::new(),
         }
+    }
+
+    fn decode_err(value: Value) -> DecodeError {
+        decode(value.clone()).expect_err(&value.to_string())
     }
 
     #[test]
@@ -655,6 +814,11 @@ mod tests {
             json!({"type": "delete", "payload": {"room": "1", "id": "abc"}}),
             json!({"type": "history", "payload": {"room": "1", "before": 10, "limit": 20}}),
             json!({"type": "ping", "payload": {}}),
+            json!({"type": "post", "payload": {"room": "1", "text": "re", "replyTo": "demo-1-1"}}),
+            json!({"type": "edit", "ref": "e", "payload": {"room": "1", "id": "abc", "text": "new"}}),
+            json!({"type": "react", "payload": {"room": "1", "id": "abc", "emoji": "🎉", "on": true}}),
+            json!({"type": "react", "payload": {"room": "1", "id": "abc", "emoji": "❤️", "on": false}}),
+            json!({"type": "typing", "payload": {"room": "index"}}),
         ];
         for json in frames {
             let frame = decode(json.clone()).expect("valid");
@@ -730,5 +894,251 @@ mod tests {
             ServerFrame::decode(&comment_frame.encode()).expect("decodes"),
             comment_frame
         );
+    }
+
+    #[test]
+    fn post_reply_to() {
+        let frame = decode(
+            json!({"type": "post", "payload": {"room": "1", "text": "yes", "replyTo": "c-9"}}),
+        )
+        .expect("valid");
+        let ClientMessage::Post(post) = frame.message else {
+            panic!("not a post")
+        };
+        assert_eq!(post.reply_to.map(String::from), Some("c-9".to_owned()));
+        let frame = decode(
+            json!({"type": "post", "payload": {"room": "1", "text": "yes", "replyTo": null}}),
+        )
+        .expect("null replyTo is no reply");
+        assert!(matches!(
+            frame.message,
+            ClientMessage::Post(Post { reply_to: None, .. })
+        ));
+        for bad in [
+            json!(""),
+            json!("a b"),
+            json!("x".repeat(129)),
+            json!(5),
+            json!({"$ne": 1}),
+            json!(["a"]),
+        ] {
+            let err = decode_err(
+                json!({"type": "post", "ref": "p", "payload": {"room": "1", "text": "x", "replyTo": bad}}),
+            );
+            assert_eq!(err.code, ErrorCode::BadRequest);
+            assert_eq!(err.reference, Some(Ref::Text("p".into())));
+        }
+    }
+
+    #[test]
+    fn edit_rules() {
+        let frame = decode(
+            json!({"type": "edit", "payload": {"room": "1", "id": "abc", "text": "  new  "}}),
+        )
+        .expect("valid");
+        let ClientMessage::Edit(edit) = frame.message else {
+            panic!("not an edit")
+        };
+        assert_eq!((edit.id.as_str(), edit.text.as_str()), ("abc", "new"));
+
+        let empty = decode_err(
+            json!({"type": "edit", "ref": 1, "payload": {"room": "1", "id": "abc", "text": " "}}),
+        );
+        assert_eq!(
+            (empty.code, empty.reference),
+            (ErrorCode::BadRequest, Some(Ref::Number(1)))
+        );
+        let long = decode_err(
+            json!({"type": "edit", "payload": {"room": "1", "id": "abc", "text": "a".repeat(2001)}}),
+        );
+        assert_eq!(long.code, ErrorCode::TooLarge);
+        for payload in [
+            json!({"room": "1", "id": "abc"}),
+            json!({"room": "1", "text": "x"}),
+            json!({"id": "abc", "text": "x"}),
+            json!({"room": "1", "id": "", "text": "x"}),
+            json!({"room": "1", "id": "a/b", "text": "x"}),
+            json!({"room": "1", "id": 5, "text": "x"}),
+            json!({"room": "a b", "id": "abc", "text": "x"}),
+            json!({"room": "1", "id": "abc", "text": 5}),
+            json!({"room": "1", "id": "abc", "text": "x", "clientId": "k"}),
+            json!({"room": "1", "id": "abc", "text": "x", "extra": true}),
+        ] {
+            let err = decode_err(json!({"type": "edit", "payload": payload}));
+            assert_eq!(err.code, ErrorCode::BadRequest, "{payload}");
+        }
+    }
+
+    #[test]
+    fn react_rules() {
+        let frame = decode(json!({"type": "react", "payload": {"room": "1", "id": "abc", "emoji": "👍", "on": true}}))
+            .expect("valid");
+        assert_eq!(
+            frame.message,
+            ClientMessage::React(React {
+                room: RoomId::parse("1").expect("valid"),
+                id: CommentId::parse("abc").expect("valid"),
+                emoji: Emoji::ThumbsUp,
+                on: true,
+            })
+        );
+        let bare_heart = decode(json!({"type": "react", "payload": {"room": "1", "id": "abc", "emoji": "\u{2764}", "on": true}}))
+            .expect("bare heart");
+        assert!(matches!(
+            bare_heart.message,
+            ClientMessage::React(React {
+                emoji: Emoji::Heart,
+                ..
+            })
+        ));
+        for payload in [
+            json!({"room": "1", "id": "abc", "emoji": "🙂", "on": true}),
+            json!({"room": "1", "id": "abc", "emoji": "👍🏻", "on": true}),
+            json!({"room": "1", "id": "abc", "emoji": "", "on": true}),
+            json!({"room": "1", "id": "abc", "emoji": "thumbs_up", "on": true}),
+            json!({"room": "1", "id": "abc", "emoji": 1, "on": true}),
+            json!({"room": "1", "id": "abc", "emoji": "👍"}),
+            json!({"room": "1", "id": "abc", "on": true}),
+            json!({"room": "1", "emoji": "👍", "on": true}),
+            json!({"id": "abc", "emoji": "👍", "on": true}),
+            json!({"room": "1", "id": "abc", "emoji": "👍", "on": "yes"}),
+            json!({"room": "1", "id": "abc", "emoji": "👍", "on": 1}),
+            json!({"room": "1", "id": "abc", "emoji": "👍", "on": null}),
+            json!({"room": "1", "id": "", "emoji": "👍", "on": true}),
+            json!({"room": "1", "id": "a b", "emoji": "👍", "on": true}),
+            json!({"room": "1", "id": "abc", "emoji": "👍", "on": true, "count": 5}),
+        ] {
+            let err = decode_err(json!({"type": "react", "ref": "r", "payload": payload}));
+            assert_eq!(err.code, ErrorCode::BadRequest, "{payload}");
+            assert_eq!(err.reference, Some(Ref::Text("r".into())));
+        }
+    }
+
+    #[test]
+    fn typing_and_room_payload_rules() {
+        let frame = decode(json!({"type": "typing", "payload": {"room": "index"}})).expect("valid");
+        assert_eq!(
+            frame.message,
+            ClientMessage::Typing(RoomOnly {
+                room: RoomId::index()
+            })
+        );
+        for bad in [
+            json!({"type": "typing"}),
+            json!({"type": "typing", "payload": {}}),
+            json!({"type": "typing", "payload": {"room": "a/b"}}),
+            json!({"type": "typing", "payload": {"room": "1", "user": "JD"}}),
+            json!({"type": "unsubscribe", "payload": {"room": "1", "x": 1}}),
+            json!({"type": "delete", "payload": {"room": "1", "id": "a", "x": 1}}),
+        ] {
+            assert_eq!(decode_err(bad).code, ErrorCode::BadRequest);
+        }
+    }
+
+    #[test]
+    fn discussion_server_frames_have_contract_shapes() {
+        let room = RoomId::parse("1").expect("valid");
+        let mut comment = sample_comment();
+        comment.edited_at = Some("2026-11-22T21:05:00.000Z".into());
+        comment.reply_to = Some("c0".into());
+        comment.reactions.insert(Emoji::Joy, 3);
+        let user = UserRef {
+            id: "JD".into(),
+            name: "John Doe".into(),
+        };
+        let mut mine = Mine::new();
+        mine.insert(
+            "c1".into(),
+            [Emoji::Tada, Emoji::ThumbsUp].into_iter().collect(),
+        );
+        let cases = [
+            (
+                ServerMessage::CommentEdited(CommentEdited {
+                    room: room.clone(),
+                    comment: comment.clone(),
+                }),
+                json!({"type": "comment_edited", "payload": {"room": "1", "comment": {
+                    "id": "c1", "seq": 7, "room": "1", "author": {"id": "JD", "name": "John"},
+                    "text": "<b>hi</b>", "createdAt": "2026-11-22T21:00:00.000Z",
+                    "replyTo": "c0", "editedAt": "2026-11-22T21:05:00.000Z", "reactions": {"😂": 3}
+                }}}),
+            ),
+            (
+                ServerMessage::Reactions(ReactionsChanged {
+                    room: room.clone(),
+                    id: "c1".into(),
+                    reactions: comment.reactions.clone(),
+                }),
+                json!({"type": "reactions", "payload": {"room": "1", "id": "c1", "reactions": {"😂": 3}}}),
+            ),
+            (
+                ServerMessage::Ack(Ack::Reacted {
+                    id: "c1".into(),
+                    reactions: Reactions::new(),
+                }),
+                json!({"type": "ack", "payload": {"id": "c1", "reactions": {}}}),
+            ),
+            (
+                ServerMessage::Typing(Typing {
+                    room: room.clone(),
+                    user: user.clone(),
+                }),
+                json!({"type": "typing", "payload": {"room": "1", "user": {"id": "JD", "name": "John Doe"}}}),
+            ),
+            (
+                ServerMessage::Presence(Presence {
+                    room: room.clone(),
+                    readers: 3,
+                    users: vec![user],
+                }),
+                json!({"type": "presence", "payload": {"room": "1", "readers": 3, "users": [{"id": "JD", "name": "John Doe"}]}}),
+            ),
+            (
+                ServerMessage::Subscribed(Subscribed {
+                    room: room.clone(),
+                    comments: vec![],
+                    truncated: false,
+                    mine: Some(mine.clone()),
+                }),
+                json!({"type": "subscribed", "payload": {"room": "1", "comments": [], "truncated": false, "mine": {"c1": ["👍", "🎉"]}}}),
+            ),
+            (
+                ServerMessage::Subscribed(Subscribed {
+                    room: room.clone(),
+                    comments: vec![],
+                    truncated: false,
+                    mine: Some(Mine::new()),
+                }),
+                json!({"type": "subscribed", "payload": {"room": "1", "comments": [], "truncated": false, "mine": {}}}),
+            ),
+            (
+                ServerMessage::Subscribed(Subscribed {
+                    room: room.clone(),
+                    comments: vec![],
+                    truncated: true,
+                    mine: None,
+                }),
+                json!({"type": "subscribed", "payload": {"room": "1", "comments": [], "truncated": true}}),
+            ),
+            (
+                ServerMessage::History(HistoryPage {
+                    room: room.clone(),
+                    comments: vec![comment.clone()],
+                    more: false,
+                    mine: Some(mine),
+                }),
+                json!({"type": "history", "payload": {"room": "1", "comments": [serde_json::to_value(&comment).expect("json")], "more": false, "mine": {"c1": ["👍", "🎉"]}}}),
+            ),
+        ];
+        for (message, expected) in cases {
+            let frame = ServerFrame::push(message);
+            let text = frame.encode();
+            assert_eq!(
+                serde_json::from_str::<Value>(&text).expect("json"),
+                expected
+            );
+            assert_eq!(ServerFrame::decode(&text).expect("decodes"), frame);
+            assert_eq!(frame.kind(), expected["type"].as_str().expect("type"));
+        }
     }
 }

@@ -128,9 +128,11 @@ impl Bus {
     pub async fn publish(&self, event: &BusEvent) -> bool {
         let Bus::Redis(bus) = self else { return true };
         let channel = match event {
-            BusEvent::Comment { comment, .. } => bus.channels.room(&comment.room),
-            BusEvent::Deleted { room, .. } => bus.channels.room(room),
             BusEvent::Notice { .. } => bus.channels.notice(),
+            other => match other.room() {
+                Some(room) => bus.channels.room(room),
+                None => bus.channels.notice(),
+            },
         };
         let payload = match serde_json::to_string(event) {
             Ok(p) => p,
@@ -270,6 +272,11 @@ impl RedisDriver {
                     hub.notice(&text, room.as_ref());
                 }
             }
+            // Discussion events (edits, reactions, typing, presence) are not relayed yet.
+            BusEvent::Edited { .. }
+            | BusEvent::Reactions { .. }
+            | BusEvent::Typing { .. }
+            | BusEvent::Presence { .. } => {}
         }
     }
 

@@ -4,6 +4,7 @@
 //! [`MAX_BATCH`]) in arrival order in a single durable transaction (group commit), then
 //! answers each request in that order. Reads use their own read transactions.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,6 +39,22 @@ struct Row {
     client_id: Option<String>,
     #[serde(default)]
     deleted: bool,
+    /// The top-level comment this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<String>,
+    /// Unix ms of the last edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edited_ms: Option<i64>,
+    /// Emoji key → count.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    reactions: BTreeMap<String, u32>,
+    /// Bumped by every edit and reaction change.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    rev: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Row {
@@ -52,6 +69,9 @@ impl Row {
             },
             text: self.text,
             created_at: rfc3339_from_millis(self.created_ms),
+            reactions: super::counts_to_reactions(&self.reactions),
+            reply_to: self.reply_to,
+            edited_at: self.edited_ms.map(rfc3339_from_millis),
         }
     }
 }
@@ -94,7 +114,7 @@ enum Op {
 
 /// What a write produced.
 enum Done {
-    Inserted(Inserted),
+    Inserted(Box<Inserted>),
     Deleted(DeleteOutcome),
 }
 
@@ -160,6 +180,7 @@ impl EmbeddedStore {
                         text,
                         client_id: None,
                         created_ms: super::parse_millis(&item.created_at),
+                        reply_to: None,
                     }))
                 })
                 .collect();
@@ -213,7 +234,7 @@ impl EmbeddedStore {
 
     pub(super) async fn insert(&self, new: NewComment) -> Result<Inserted, StoreError> {
         match self.write(Op::Insert(new)).await? {
-            Done::Inserted(inserted) => Ok(inserted),
+            Done::Inserted(inserted) => Ok(*inserted),
             Done::Deleted(_) => Err(internal(anyhow::anyhow!(
                 "writer answered a post with a delete"
             ))),
@@ -390,7 +411,9 @@ fn apply(db: &Database, ops: &[Op]) -> Result<Vec<Done>, BatchFailure> {
             .map_err(|e| BatchFailure::Commit(e.to_string()))?;
         for op in ops {
             let result = match op {
-                Op::Insert(new) => insert_in(&mut ids, &mut table, new).map(Done::Inserted),
+                Op::Insert(new) => {
+                    insert_in(&mut ids, &mut table, new).map(|i| Done::Inserted(Box::new(i)))
+                }
                 Op::Delete {
                     room,
                     id,
@@ -500,6 +523,10 @@ fn insert_in(
         created_ms: new.created_ms,
         client_id: new.client_id.as_ref().map(|c| c.as_str().to_owned()),
         deleted: false,
+        reply_to: new.reply_to.clone(),
+        edited_ms: None,
+        reactions: BTreeMap::new(),
+        rev: 0,
     };
     let raw = serde_json::to_vec(&row).map_err(internal)?;
     table
@@ -527,6 +554,7 @@ mod tests {
             text: CommentText::parse(text).expect("valid text"),
             client_id: client_id.map(|c| ClientId::parse(c).expect("valid client id")),
             created_ms: 1_700_000_000_000,
+            reply_to: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct NewComment {
     pub client_id: Option<ClientId>,
     /// Unix milliseconds.
     pub created_ms: i64,
+    /// The top-level comment of the same room this one answers (already resolved: never a reply).
+    pub reply_to: Option<String>,
 }
 
 /// The result of storing a post.
@@ -209,6 +211,17 @@ pub(crate) fn parse_millis(text: &str) -> i64 {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
         .unwrap_or_else(|_| now_millis())
+}
+
+/// Counts as stored (emoji key → count) to the wire map (emoji → count, only above 0).
+pub(crate) fn counts_to_reactions<N: Copy + Into<i64>>(
+    counts: &std::collections::BTreeMap<String, N>,
+) -> shared_proto::Reactions {
+    shared_proto::reaction::reactions_from_counts(
+        counts
+            .iter()
+            .filter_map(|(key, n)| Some((shared_proto::Emoji::from_key(key)?, (*n).into()))),
+    )
 }
 
 /// Now, Unix ms.

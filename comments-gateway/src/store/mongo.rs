@@ -1,6 +1,6 @@
 //! The MongoDB `comments` collection.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +35,21 @@ struct Doc {
     client_id: Option<String>,
     #[serde(default)]
     deleted: bool,
+    /// The top-level comment this one answers.
+    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<String>,
+    #[serde(rename = "editedAt", default, skip_serializing_if = "Option::is_none")]
+    edited_at: Option<DateTime>,
+    /// Emoji key → count (the users behind them are in `reactors`, never read with the comment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    reactions: BTreeMap<String, i64>,
+    /// Bumped by every edit and reaction change.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    rev: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl Doc {
@@ -49,6 +64,11 @@ impl Doc {
             },
             text: self.text,
             created_at: rfc3339_from_millis(self.created_at.timestamp_millis()),
+            reactions: super::counts_to_reactions(&self.reactions),
+            reply_to: self.reply_to,
+            edited_at: self
+                .edited_at
+                .map(|at| rfc3339_from_millis(at.timestamp_millis())),
         })
     }
 }
@@ -203,6 +223,10 @@ impl MongoStore {
             created_at: DateTime::from_millis(new.created_ms),
             client_id: new.client_id.map(String::from),
             deleted: false,
+            reply_to: new.reply_to,
+            edited_at: None,
+            reactions: BTreeMap::new(),
+            rev: 0,
         };
         for _attempt in 0..64 {
             let seq = match self.cached_next(&room) {

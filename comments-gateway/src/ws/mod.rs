@@ -290,6 +290,9 @@ impl Connection {
                 self.reply(reference.clone(), ServerMessage::Pong(Empty {}));
                 Ok(())
             }
+            ClientMessage::Edit(_) | ClientMessage::React(_) | ClientMessage::Typing(_) => Err(
+                GatewayError::BadRequest("this message type is not available yet".into()),
+            ),
         };
         if let Err(e) = result {
             if let GatewayError::Internal(cause) = &e {
@@ -350,6 +353,7 @@ impl Connection {
                 room: room.clone(),
                 comments: page.comments,
                 truncated: page.more,
+                mine: None,
             }),
         );
         self.state.hub.activate(&room, self.id, last);
@@ -380,6 +384,7 @@ impl Connection {
                 text: post.text,
                 client_id: post.client_id,
                 created_ms: now_millis(),
+                reply_to: None,
             })
             .await?;
         let comment = inserted.comment;
@@ -459,6 +464,7 @@ impl Connection {
                 room: history.room,
                 comments: page.comments,
                 more: page.more,
+                mine: None,
             }),
         );
         Ok(())
