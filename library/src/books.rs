@@ -1,14 +1,12 @@
 //! Book operations shared by the JSON API and the pages: create, update, delete, serve files.
 
-use std::path::PathBuf;
-
-use actix_files::NamedFile;
 use actix_web::http::header::{self, ContentDisposition, DispositionType};
 use actix_web::{HttpRequest, HttpResponse};
 use shared_proto::library_api::Book;
 
 use crate::clients::{CounterClient, GatewayClient};
 use crate::error::Error;
+use crate::files::{FileStore, StoredFile};
 use crate::settings::Settings;
 use crate::store::{NewBook, Store};
 use crate::uploads::{self, BookUpload};
@@ -21,8 +19,8 @@ pub struct AppState {
     pub counter: CounterClient,
     /// The gateway's HTTP reads.
     pub gateway: GatewayClient,
-    /// Where uploads live.
-    pub uploads: PathBuf,
+    /// Where covers and book files live (GridFS or the uploads folder).
+    pub files: FileStore,
     /// The settings the app was built with.
     pub settings: Settings,
 }
@@ -73,7 +71,7 @@ impl AppState {
         }
         .await;
         if result.is_err() {
-            upload.discard(&self.uploads).await;
+            upload.discard(&self.files).await;
         }
         let book = result?;
         tracing::info!(book_id = book.id, "book created");
@@ -107,25 +105,27 @@ impl AppState {
                 updated.file_original_book = file.original_name.clone();
             }
             updated.views = None;
-            if !self.store.replace_book(&updated).await? {
-                return Err(Error::book_not_found(id));
-            }
-            Ok((existing, updated))
+            let replaced = self
+                .store
+                .replace_book(&updated)
+                .await?
+                .ok_or_else(|| Error::book_not_found(id))?;
+            Ok((replaced, updated))
         }
         .await;
         match result {
             Ok((old, new)) => {
-                if old.file_name_cover != new.file_name_cover && !old.file_name_cover.is_empty() {
-                    uploads::remove_stored(&self.uploads, &old.file_name_cover).await;
+                if old.file_name_cover != new.file_name_cover {
+                    self.files.remove(&old.file_name_cover).await;
                 }
-                if old.file_name_book != new.file_name_book && !old.file_name_book.is_empty() {
-                    uploads::remove_stored(&self.uploads, &old.file_name_book).await;
+                if old.file_name_book != new.file_name_book {
+                    self.files.remove(&old.file_name_book).await;
                 }
                 tracing::info!(book_id = id, "book updated");
                 Ok(new)
             }
             Err(e) => {
-                upload.discard(&self.uploads).await;
+                upload.discard(&self.files).await;
                 Err(e)
             }
         }
@@ -139,9 +139,7 @@ impl AppState {
             .await?
             .ok_or_else(|| Error::book_not_found(id))?;
         for name in [&book.file_name_cover, &book.file_name_book] {
-            if !name.is_empty() {
-                uploads::remove_stored(&self.uploads, name).await;
-            }
+            self.files.remove(name).await;
         }
         tracing::info!(book_id = id, "book deleted");
         Ok(book)
@@ -166,14 +164,14 @@ impl AppState {
         } else {
             book.file_original_book.clone()
         };
-        let mut response = file
-            .set_content_disposition(uploads::attachment(&original))
-            .into_response(req);
-        response.headers_mut().insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            header::HeaderValue::from_static("nosniff"),
-        );
-        Ok(response)
+        let content_type = mime_guess::from_path(&book.file_name_book).first_or_octet_stream();
+        Ok(respond(
+            req,
+            file,
+            &book.file_name_book,
+            content_type,
+            uploads::attachment(&original),
+        ))
     }
 
     /// The cover image; anything that is not a raster image is sent as a download.
@@ -184,32 +182,85 @@ impl AppState {
             .await?;
         let mime = mime_guess::from_path(&book.file_name_cover).first_or_octet_stream();
         let image = mime.type_() == "image" && mime.subtype() != "svg";
-        let file = if image {
-            file.set_content_type(mime)
-                .set_content_disposition(ContentDisposition {
+        let (content_type, disposition) = if image {
+            (
+                mime,
+                ContentDisposition {
                     disposition: DispositionType::Inline,
                     parameters: vec![],
-                })
+                },
+            )
         } else {
-            file.set_content_type(mime_guess::mime::APPLICATION_OCTET_STREAM)
-                .set_content_disposition(uploads::attachment(&book.file_original_cover))
+            (
+                mime_guess::mime::APPLICATION_OCTET_STREAM,
+                uploads::attachment(&book.file_original_cover),
+            )
         };
-        let mut response = file.into_response(req);
-        response.headers_mut().insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            header::HeaderValue::from_static("nosniff"),
-        );
-        Ok(response)
+        Ok(respond(
+            req,
+            file,
+            &book.file_name_cover,
+            content_type,
+            disposition,
+        ))
     }
 
-    async fn open_stored(&self, name: &str, missing: &str) -> Result<NamedFile, Error> {
-        let path = uploads::stored_path(&self.uploads, name)
-            .ok_or_else(|| Error::NotFound(missing.to_owned()))?;
-        NamedFile::open(&path).map_err(|e| {
-            tracing::warn!(file = %path.display(), error = %e, "stored file missing");
-            Error::NotFound(missing.to_owned())
-        })
+    async fn open_stored(&self, name: &str, missing: &str) -> Result<StoredFile, Error> {
+        if !uploads::is_safe_stored_name(name) {
+            return Err(Error::NotFound(missing.to_owned()));
+        }
+        self.files
+            .open(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(missing.to_owned()))
     }
+}
+
+/// The response for a stored file. A stored name is never reused for other content (each
+/// upload gets a fresh one), so it is the GridFS file's `ETag`.
+fn respond(
+    req: &HttpRequest,
+    file: StoredFile,
+    stored_name: &str,
+    content_type: mime_guess::Mime,
+    disposition: ContentDisposition,
+) -> HttpResponse {
+    let mut response = match file {
+        StoredFile::Disk(file) => file
+            .set_content_type(content_type)
+            .set_content_disposition(disposition)
+            .into_response(req),
+        StoredFile::Stream { length, body } => {
+            let etag = format!("\"{stored_name}\"");
+            let cached = req
+                .headers()
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            let mut builder = if cached {
+                HttpResponse::NotModified()
+            } else {
+                HttpResponse::Ok()
+            };
+            builder
+                .insert_header((header::ETAG, etag))
+                .insert_header((header::CACHE_CONTROL, "no-cache"));
+            if cached {
+                builder.finish()
+            } else {
+                builder
+                    .insert_header((header::CONTENT_TYPE, content_type.to_string()))
+                    .insert_header((header::CONTENT_DISPOSITION, disposition))
+                    .no_chunking(length)
+                    .streaming(body)
+            }
+        }
+    };
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn file_parts(file: &Option<uploads::StoredFile>) -> (String, String) {

@@ -7,6 +7,7 @@ pub mod books;
 pub mod clients;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod routes;
 pub mod settings;
 pub mod startup;

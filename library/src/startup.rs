@@ -19,6 +19,7 @@ use tracing_actix_web::TracingLogger;
 use crate::auth;
 use crate::books::AppState;
 use crate::clients::{CounterClient, GatewayClient};
+use crate::files::{self, DiskFiles, FileStore, GridFsFiles, ImportSource};
 use crate::routes;
 use crate::settings::{DEV_SESSION_SECRET, DEV_TOKEN_SECRET, Settings};
 use crate::store::{self, DemoData, EmbeddedStore, MongoStore, Store};
@@ -37,7 +38,7 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, prepares the uploads folder and binds the listener (port 0: any free one).
+    /// Opens the store and the file store (GridFS or the uploads folder) and binds the listener (port 0: any free one).
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
         settings.normalise();
         if settings.auth_session_secret.expose() == DEV_SESSION_SECRET {
@@ -46,24 +47,41 @@ impl Application {
         if settings.auth_token_secret.expose() == DEV_TOKEN_SECRET {
             tracing::warn!("AUTH_TOKEN_SECRET is not set: using the development default");
         }
-        let uploads = settings.uploads_dir();
-        std::fs::create_dir_all(&uploads)
-            .with_context(|| format!("cannot create {}", uploads.display()))?;
-        let store = match &settings.mongo_url {
-            Some(url) => Store::Mongo(MongoStore::connect(url).await?),
+        let (store, files) = match &settings.mongo_url {
+            Some(url) => {
+                let store = MongoStore::connect(url).await?;
+                let files = GridFsFiles::new(store.database());
+                // Uploads of an earlier version and the demo files, moved in the background:
+                // MongoDB may be down now, and a big folder must not hold up start-up.
+                let sources = vec![
+                    ImportSource {
+                        dir: settings.uploads_dir(),
+                        remove_after: true,
+                    },
+                    ImportSource {
+                        dir: settings.demo_dir.join("files"),
+                        remove_after: false,
+                    },
+                ];
+                tokio::spawn(files::import_loop(store.clone(), files.clone(), sources));
+                (Store::Mongo(store), FileStore::GridFs(files))
+            }
             None => {
                 let demo = DemoData::load(&settings.demo_dir).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "demo data unreadable; starting without it");
                     DemoData::default()
                 });
-                Store::Embedded(EmbeddedStore::open(&settings.service_dir(), Some(demo)).await?)
+                let store = EmbeddedStore::open(&settings.service_dir(), Some(demo)).await?;
+                let uploads = settings.uploads_dir();
+                let files = DiskFiles::open_dir(uploads.clone())?;
+                match store::copy_demo_files(&settings.demo_dir, &uploads) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(files = n, "copied demo files into the uploads folder"),
+                    Err(e) => tracing::warn!(error = %e, "cannot copy the demo files"),
+                }
+                (Store::Embedded(store), FileStore::Disk(files))
             }
         };
-        match store::copy_demo_files(&settings.demo_dir, &uploads) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(files = n, "copied demo files into the uploads folder"),
-            Err(e) => tracing::warn!(error = %e, "cannot copy the demo files"),
-        }
         let counter = CounterClient::new(
             &settings.counter_url,
             Duration::from_millis(settings.counter_timeout_ms),
@@ -87,7 +105,7 @@ impl Application {
             store,
             counter,
             gateway,
-            uploads,
+            files,
             settings,
         });
         let metrics = web::Data::new(Metrics::new("library"));

@@ -1,5 +1,6 @@
-//! Book uploads: multipart forms streamed to disk under generated names, with size limits.
-//! The original file name is kept only as data (for downloads), never used for a path.
+//! Book uploads: multipart forms streamed into the file store (GridFS or the uploads folder)
+//! under generated names, with size limits. The original file name is kept only as data (for
+//! downloads), never used for a path or a stored name.
 
 use std::path::{Path, PathBuf};
 
@@ -8,10 +9,10 @@ use actix_web::http::header::{
     Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue,
 };
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use crate::domain::{BookFields, parse_favorite};
 use crate::error::Error;
+use crate::files::FileStore;
 
 /// Largest text field in a multipart form.
 const MAX_TEXT_FIELD: usize = 64 * 1024;
@@ -21,10 +22,10 @@ const MAX_PARTS: usize = 32;
 /// instead of a reset connection; bigger bodies are cut off.
 const DRAIN_ALLOWANCE: u64 = 64 * 1024 * 1024;
 
-/// A file written to the uploads folder.
+/// A file written to the file store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredFile {
-    /// Generated name under the uploads folder.
+    /// Generated name in the file store.
     pub stored_name: String,
     /// The client's file name, cleaned, for display and downloads.
     pub original_name: String,
@@ -45,9 +46,9 @@ pub struct BookUpload {
 
 impl BookUpload {
     /// Removes the files this upload wrote (after a failure later on).
-    pub async fn discard(&self, uploads: &Path) {
+    pub async fn discard(&self, files: &FileStore) {
         for file in [&self.cover, &self.book].into_iter().flatten() {
-            remove_stored(uploads, &file.stored_name).await;
+            files.remove(&file.stored_name).await;
         }
     }
 }
@@ -67,16 +68,6 @@ pub fn is_safe_stored_name(name: &str) -> bool {
 /// The path of a stored file, or `None` when the stored name is not a plain file name.
 pub fn stored_path(uploads: &Path, name: &str) -> Option<PathBuf> {
     is_safe_stored_name(name).then(|| uploads.join(name))
-}
-
-/// Deletes a stored file, ignoring a missing one.
-pub async fn remove_stored(uploads: &Path, name: &str) {
-    if let Some(path) = stored_path(uploads, name)
-        && let Err(e) = tokio::fs::remove_file(&path).await
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(error = %e, file = %path.display(), "cannot delete an upload");
-    }
 }
 
 /// The client's file name reduced to a harmless display name: last path segment, no control
@@ -137,20 +128,20 @@ pub fn attachment(original: &str) -> ContentDisposition {
     }
 }
 
-/// Reads a multipart book form, streaming `fileCover` / `fileBook` into `uploads`.
+/// Reads a multipart book form, streaming `fileCover` / `fileBook` into `files`.
 /// Files over `limit` bytes (each, and all together) give [`Error::TooLarge`]; on any error
 /// the files written so far are removed.
 pub async fn read_book_form(
     mut multipart: Multipart,
-    uploads: &Path,
+    files: &FileStore,
     limit: u64,
 ) -> Result<BookUpload, Error> {
     let mut upload = BookUpload::default();
-    let result = read_parts(&mut multipart, uploads, limit, &mut upload).await;
+    let result = read_parts(&mut multipart, files, limit, &mut upload).await;
     match result {
         Ok(()) => Ok(upload),
         Err(e) => {
-            upload.discard(uploads).await;
+            upload.discard(files).await;
             if matches!(e, Error::TooLarge(_)) {
                 drain(&mut multipart).await;
             }
@@ -173,7 +164,7 @@ async fn drain(multipart: &mut Multipart) {
 
 async fn read_parts(
     multipart: &mut Multipart,
-    uploads: &Path,
+    files: &FileStore,
     limit: u64,
     upload: &mut BookUpload,
 ) -> Result<(), Error> {
@@ -195,31 +186,22 @@ async fn read_parts(
                     .map(clean_original_name)
                     .unwrap_or_else(|| "file".to_owned());
                 let stored = generated_name(&original);
-                let path = uploads.join(&stored);
-                let written = write_field(&mut field, &path, limit, &mut file_bytes).await;
-                let size = match written {
-                    Ok(size) => size,
-                    Err(e) => {
-                        let _ = tokio::fs::remove_file(&path).await;
-                        return Err(e);
-                    }
-                };
+                let size = write_field(&mut field, files, &stored, limit, &mut file_bytes).await?;
+                if size == 0 {
+                    // A file input left empty still sends an empty part: "no file".
+                    continue;
+                }
                 let file = StoredFile {
                     stored_name: stored,
                     original_name: original,
                 };
-                if size == 0 {
-                    // A file input left empty still sends an empty part: "no file".
-                    remove_stored(uploads, &file.stored_name).await;
-                    continue;
-                }
                 let slot = if name == "fileCover" {
                     &mut upload.cover
                 } else {
                     &mut upload.book
                 };
                 if let Some(previous) = slot.replace(file) {
-                    remove_stored(uploads, &previous.stored_name).await;
+                    files.remove(&previous.stored_name).await;
                 }
             }
             other => {
@@ -238,34 +220,50 @@ async fn read_parts(
     Ok(())
 }
 
+/// Streams one file part into `files` as `stored`; answers its size. An empty part is no file
+/// (nothing is kept); on any error the partial file is removed.
 async fn write_field(
     field: &mut actix_multipart::Field,
-    path: &Path,
+    files: &FileStore,
+    stored: &str,
     limit: u64,
     total: &mut u64,
 ) -> Result<u64, Error> {
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot create {}: {e}", path.display())))?;
+    let mut writer = None;
     let mut size: u64 = 0;
-    while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| Error::BadRequest(format!("invalid multipart body: {e}")))?;
-        size += chunk.len() as u64;
-        *total += chunk.len() as u64;
-        if *total > limit {
-            return Err(Error::TooLarge(format!(
-                "uploads are limited to {} MiB",
-                limit / (1024 * 1024)
-            )));
+    let result = async {
+        while let Some(chunk) = field.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::BadRequest(format!("invalid multipart body: {e}")))?;
+            if chunk.is_empty() {
+                continue;
+            }
+            size += chunk.len() as u64;
+            *total += chunk.len() as u64;
+            if *total > limit {
+                return Err(Error::TooLarge(format!(
+                    "uploads are limited to {} MiB",
+                    limit / (1024 * 1024)
+                )));
+            }
+            let sink = match &mut writer {
+                Some(sink) => sink,
+                None => writer.insert(files.create(stored).await?),
+            };
+            sink.write(&chunk).await?;
         }
-        file.write_all(&chunk).await.map_err(|e| {
-            Error::Internal(anyhow::anyhow!("cannot write {}: {e}", path.display()))
-        })?;
+        Ok(())
     }
-    file.flush()
-        .await
-        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot write {}: {e}", path.display())))?;
-    Ok(size)
+    .await;
+    match (result, writer) {
+        (Ok(()), Some(writer)) => writer.finish().await.map(|()| size),
+        (Ok(()), None) => Ok(0),
+        (Err(e), Some(writer)) => {
+            writer.abort().await;
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
 }
 
 async fn read_text(field: &mut actix_multipart::Field) -> Result<String, Error> {

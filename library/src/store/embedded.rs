@@ -170,20 +170,23 @@ impl EmbeddedStore {
         .await
     }
 
-    pub(super) async fn replace_book(&self, book: &Book) -> Result<bool, Error> {
+    pub(super) async fn replace_book(&self, book: &Book) -> Result<Option<Book>, Error> {
         let book = without_views(book);
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             let replaced = {
                 let mut books = txn.open_table(BOOKS).map_err(unavailable)?;
-                if books.get(book.id).map_err(unavailable)?.is_none() {
-                    false
-                } else {
+                let previous = books
+                    .get(book.id)
+                    .map_err(unavailable)?
+                    .map(|v| decode_book(v.value()))
+                    .transpose()?;
+                if previous.is_some() {
                     let json =
                         serde_json::to_string(&book).map_err(|e| Error::Internal(e.into()))?;
                     books.insert(book.id, json.as_str()).map_err(unavailable)?;
-                    true
                 }
+                previous
             };
             txn.commit().map_err(unavailable)?;
             Ok(replaced)

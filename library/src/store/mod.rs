@@ -113,8 +113,10 @@ impl Store {
         }
     }
 
-    /// Replaces a stored book; `false` when it does not exist.
-    pub async fn replace_book(&self, book: &Book) -> Result<bool, Error> {
+    /// Replaces a stored book, answering what it replaced (`None`: no such book). Files the
+    /// replaced version named and the new one does not are the caller's to delete, so two
+    /// concurrent updates on two instances each delete what they replaced.
+    pub async fn replace_book(&self, book: &Book) -> Result<Option<Book>, Error> {
         match self {
             Store::Mongo(s) => s.replace_book(book).await,
             Store::Embedded(s) => s.replace_book(book).await,

@@ -287,14 +287,33 @@ impl MongoStore {
         )))
     }
 
-    pub(super) async fn replace_book(&self, book: &Book) -> Result<bool, Error> {
+    pub(super) async fn replace_book(&self, book: &Book) -> Result<Option<Book>, Error> {
         let doc = BookDoc::from_book(book)?;
-        let result = self
+        let previous = self
             .books()
-            .replace_one(doc! {"_id": doc.id}, &doc)
+            .find_one_and_replace(doc! {"_id": doc.id}, &doc)
+            .return_document(ReturnDocument::Before)
             .await
             .map_err(unavailable)?;
-        Ok(result.matched_count > 0)
+        Ok(previous.map(BookDoc::into_book))
+    }
+
+    /// The database (for the GridFS bucket and the import leases).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Whether a book names `file` as its cover or book file.
+    pub async fn references_file(&self, file: &str) -> Result<bool, Error> {
+        let found = self
+            .books()
+            .find_one(doc! {"$or": [{"fileNameCover": file}, {"fileNameBook": file}]})
+            .projection(doc! {"_id": 1})
+            .await;
+        match found {
+            Ok(found) => Ok(found.is_some()),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     pub(super) async fn delete_book(&self, id: u64) -> Result<Option<Book>, Error> {

@@ -219,7 +219,9 @@ async fn multipart_files(backend: Backend) {
     assert_eq!(book["fileOriginalBook"], "Война и мир.txt");
     let stored_book = book["fileNameBook"].as_str().expect("name").to_owned();
     assert!(stored_book.ends_with(".txt") && !stored_book.contains("Война"));
-    assert!(app.uploads_dir().join(&stored_book).is_file());
+    let stored = app.stored_files().await;
+    assert!(stored.contains(&stored_book), "{stored:?}");
+    assert_eq!(stored.len(), 2, "{stored:?}");
 
     // Download: the original name, RFC 5987 for non-ASCII, no sign-in needed.
     let response = new_client()
@@ -261,7 +263,9 @@ async fn multipart_files(backend: Backend) {
     assert_eq!(updated["title"], "With files");
     assert_eq!(updated["fileOriginalCover"], "new.gif");
     assert_eq!(updated["fileNameBook"], stored_book.as_str());
-    assert!(!app.uploads_dir().join(&old_cover).exists());
+    let stored = app.stored_files().await;
+    assert!(!stored.contains(&old_cover), "{stored:?}");
+    assert_eq!(stored.len(), 2, "{stored:?}");
     let cover = app.get(&format!("/view/book/{id}/cover")).await;
     assert_eq!(cover.status().as_u16(), 200);
     assert_eq!(cover.headers()["content-type"], "image/gif");
@@ -274,7 +278,7 @@ async fn multipart_files(backend: Backend) {
         .await
         .expect("DELETE");
     assert_eq!(response.status().as_u16(), 200);
-    assert!(!app.uploads_dir().join(&stored_book).exists());
+    assert_eq!(app.stored_files().await, Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -59,6 +59,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// DATA_DIR of this app.
     pub data_dir: PathBuf,
+    /// `MONGO_URL` of this app (with its database), when it runs on MongoDB.
+    pub mongo_url: Option<String>,
     /// Keeps the temporary DATA_DIR alive.
     pub _tmp: Option<tempfile::TempDir>,
 }
@@ -112,7 +114,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     let settings = Settings {
         host: "127.0.0.1".into(),
         port: 0,
-        mongo_url,
+        mongo_url: mongo_url.clone(),
         counter_url,
         gateway_url,
         gateway_public_url: "ws://127.0.0.1:9/ws".into(),
@@ -132,6 +134,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
         address,
         client: new_client(),
         data_dir,
+        mongo_url,
         _tmp: tmp,
     }
 }
@@ -313,6 +316,52 @@ impl TestApp {
     pub fn uploads_dir(&self) -> PathBuf {
         self.data_dir.join("library").join("uploads")
     }
+
+    /// Names of the stored files: GridFS `uploads.files` ids on MongoDB, else the uploads folder.
+    pub async fn stored_files(&self) -> Vec<String> {
+        match &self.mongo_url {
+            Some(url) => gridfs_names(url).await.0,
+            None => match std::fs::read_dir(self.uploads_dir()) {
+                Ok(entries) => entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
+        }
+    }
+}
+
+/// The database of `url` (its path).
+pub async fn mongo_db(url: &str) -> mongodb::Database {
+    let client = mongodb::Client::with_uri_str(url)
+        .await
+        .expect("mongo client");
+    client.default_database().expect("database in the URL")
+}
+
+/// GridFS file ids in the `uploads` bucket of `url`'s database, and how many chunks it holds.
+pub async fn gridfs_names(url: &str) -> (Vec<String>, u64) {
+    use futures_util::TryStreamExt;
+    let db = mongo_db(url).await;
+    let files: Vec<mongodb::bson::Document> = db
+        .collection::<mongodb::bson::Document>("uploads.files")
+        .find(mongodb::bson::doc! {})
+        .await
+        .expect("find files")
+        .try_collect()
+        .await
+        .expect("files");
+    let chunks = db
+        .collection::<mongodb::bson::Document>("uploads.chunks")
+        .count_documents(mongodb::bson::doc! {})
+        .await
+        .expect("count chunks");
+    let names = files
+        .iter()
+        .map(|f| f.get_str("_id").expect("string _id").to_owned())
+        .collect();
+    (names, chunks)
 }
 
 /// The value of the first `name="csrf_token"` hidden input.

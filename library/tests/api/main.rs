@@ -7,5 +7,7 @@ mod faults;
 mod health;
 mod helpers;
 mod pages;
+mod scale_out;
 mod storage;
+mod streaming;
 mod user_api;

@@ -70,7 +70,7 @@ pub async fn read_book_body(
             )));
         }
         let multipart = Multipart::new(req.headers(), payload);
-        uploads::read_book_form(multipart, &state.uploads, state.settings.max_upload_bytes).await
+        uploads::read_book_form(multipart, &state.files, state.settings.max_upload_bytes).await
     } else if essence == "application/json" || essence.ends_with("+json") {
         let bytes = read_limited(payload, JSON_LIMIT).await?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)

@@ -142,7 +142,7 @@ async fn create(
         }
     };
     if let Err(e) = auth::check_csrf(&session, upload.csrf_token.as_deref()) {
-        upload.discard(&state.uploads).await;
+        upload.discard(&state.files).await;
         return Err(e.into());
     }
     let fields = upload.fields.clone();
@@ -232,7 +232,7 @@ async fn update(
         Err(e) => return form_failure(&base, &title, &action, &cancel, None, e),
     };
     if let Err(e) = auth::check_csrf(&session, upload.csrf_token.as_deref()) {
-        upload.discard(&state.uploads).await;
+        upload.discard(&state.files).await;
         return Err(e.into());
     }
     let fields = upload.fields.clone();
