@@ -167,10 +167,11 @@ impl Importer {
                     .await;
             }
         }
-        if remove_after && let Err(e) = tokio::fs::remove_file(path).await {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(file = %path.display(), error = %e, "imported into MongoDB but cannot delete it from disk");
-            }
+        if remove_after
+            && let Err(e) = tokio::fs::remove_file(path).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %path.display(), error = %e, "imported into MongoDB but cannot delete it from disk");
         }
         Ok(())
     }

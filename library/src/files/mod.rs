@@ -38,7 +38,7 @@ pub enum FileWriter {
 /// A stored file opened for reading.
 pub enum StoredFile {
     /// On disk: actix serves it (ranges, `Last-Modified`, `ETag`).
-    Disk(NamedFile),
+    Disk(Box<NamedFile>),
     /// From GridFS: its length and its bytes, read chunk by chunk.
     Stream {
         /// Length in bytes (the `Content-Length`).
@@ -60,7 +60,7 @@ impl FileStore {
     /// Opens the file `name`, or `None` when there is no such file.
     pub async fn open(&self, name: &str) -> Result<Option<StoredFile>, Error> {
         match self {
-            FileStore::Disk(d) => Ok(d.open(name).map(StoredFile::Disk)),
+            FileStore::Disk(d) => Ok(d.open(name).map(|f| StoredFile::Disk(Box::new(f)))),
             FileStore::GridFs(g) => g.open(name).await,
         }
     }
