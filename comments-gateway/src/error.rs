@@ -28,6 +28,9 @@ pub enum GatewayError {
     /// Too many posts.
     #[error("too many posts; slow down")]
     RateLimited,
+    /// Past `MAX_CONNS_PER_IP` for the client's address.
+    #[error("too many connections from this address")]
+    TooManyConnections,
     /// A store does not answer.
     #[error("{0} is unavailable, try again later")]
     Unavailable(&'static str),
@@ -46,7 +49,9 @@ impl GatewayError {
             GatewayError::NotFound(_) => ErrorCode::NotFound,
             GatewayError::NotSubscribed => ErrorCode::NotSubscribed,
             GatewayError::TooLarge(_) => ErrorCode::TooLarge,
-            GatewayError::RateLimited => ErrorCode::RateLimited,
+            GatewayError::RateLimited | GatewayError::TooManyConnections => {
+                ErrorCode::RateLimited
+            }
             GatewayError::Unavailable(_) => ErrorCode::Unavailable,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }

@@ -1,14 +1,19 @@
 //! comments-gateway: WebSocket comment rooms with durable comments (MongoDB or embedded redb)
 //! and fan-out across instances through Redis (or in-process without it).
 
+pub mod access_log;
 pub mod auth;
 pub mod bus;
+pub mod comments;
 pub mod error;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod outbox;
+pub mod sequencer;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod ws;
 

@@ -3,14 +3,37 @@
 use comments_gateway::{Application, Settings};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = Settings::load()?;
+async fn main() -> std::process::ExitCode {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(e) => {
+            service_kit::telemetry::init(None, Default::default());
+            tracing::error!("comments-gateway cannot start: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     service_kit::telemetry::init(settings.rust_log.as_deref(), settings.log_format);
+    if let Err(e) = settings.clone().checked_secrets() {
+        tracing::error!("comments-gateway refuses to start: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     tracing::info!(
         "comments-gateway starting: {}",
         settings.describe_backends()
     );
-    let app = Application::build(settings).await?;
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!("comments-gateway cannot start: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     tracing::info!(port = app.port(), "comments-gateway listening");
-    app.run_until_stopped(service_kit::shutdown::signal()).await
+    match app.run_until_stopped(service_kit::shutdown::signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("comments-gateway failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

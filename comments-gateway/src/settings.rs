@@ -1,11 +1,13 @@
 //! The gateway's typed configuration (defaults < optional file < environment).
 
 use serde::Deserialize;
+use service_kit::client_addr::TrustedProxies;
+use service_kit::secrets::{AppEnv, check_secret};
 use service_kit::telemetry::LogFormat;
 
 pub use service_kit::settings::Secret;
 
-/// Default token secret for local runs (a warning is logged when it is used).
+/// Token secret used when `AUTH_TOKEN_SECRET` is unset in development mode.
 pub const DEV_TOKEN_SECRET: &str = "dev-only-token-secret-change-me";
 
 /// Settings of the comments gateway; field names are the lowercased environment names.
@@ -46,6 +48,14 @@ pub struct Settings {
     pub instance_id: Option<String>,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// `APP_ENV`: `development` relaxes the secret rule.
+    pub app_env: AppEnv,
+    /// Most WebSocket connections per client address (0: no cap).
+    pub max_conns_per_ip: usize,
+    /// Comma-separated origins allowed to open `/ws` (unset: any).
+    pub allowed_origins: Option<String>,
+    /// Comma-separated IPs or CIDRs of proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: String,
 }
 
 impl Default for Settings {
@@ -59,7 +69,7 @@ impl Default for Settings {
             demo_dir: "data/demo".into(),
             rust_log: None,
             log_format: LogFormat::Pretty,
-            auth_token_secret: Secret::new(DEV_TOKEN_SECRET),
+            auth_token_secret: Secret::default(),
             admin_token: None,
             post_burst: 5,
             post_rate_per_sec: 1.0,
@@ -68,6 +78,10 @@ impl Default for Settings {
             channel_prefix: shared_proto::channels::DEFAULT_CHANNEL_PREFIX.into(),
             instance_id: None,
             workers: 0,
+            app_env: AppEnv::Production,
+            max_conns_per_ip: 1000,
+            allowed_origins: None,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -86,6 +100,7 @@ impl Settings {
         self.redis_url = clean(self.redis_url);
         self.mongo_url = clean(self.mongo_url);
         self.instance_id = clean(self.instance_id);
+        self.allowed_origins = clean(self.allowed_origins);
         self.admin_token = self.admin_token.filter(|s| !s.expose().is_empty());
         if self.heartbeat_ms == 0 {
             self.heartbeat_ms = 15_000;
@@ -94,6 +109,40 @@ impl Settings {
             self.client_queue_max = 1024;
         }
         self
+    }
+
+    /// Refuses secrets the contract does not allow (unset, short or shipped) outside
+    /// development mode; in development an unset token secret becomes [`DEV_TOKEN_SECRET`].
+    pub fn checked_secrets(mut self) -> anyhow::Result<Self> {
+        let env = self.app_env;
+        check_secret(
+            "AUTH_TOKEN_SECRET",
+            Some(&self.auth_token_secret),
+            true,
+            env,
+        )?;
+        check_secret("ADMIN_TOKEN", self.admin_token.as_ref(), false, env)?;
+        if self.auth_token_secret.expose().is_empty() {
+            self.auth_token_secret = Secret::new(DEV_TOKEN_SECRET);
+        }
+        Ok(self)
+    }
+
+    /// The parsed `TRUSTED_PROXIES`.
+    pub fn proxies(&self) -> anyhow::Result<TrustedProxies> {
+        Ok(TrustedProxies::parse(&self.trusted_proxies)?)
+    }
+
+    /// The parsed `ALLOWED_ORIGINS` (None: every origin may connect).
+    pub fn origins(&self) -> Option<Vec<String>> {
+        let list: Vec<String> = self
+            .allowed_origins
+            .as_deref()?
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        (!list.is_empty()).then_some(list)
     }
 
     /// What the first log line says about storage and fan-out.
@@ -137,6 +186,52 @@ mod tests {
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2"));
         assert!(!shown.contains(DEV_TOKEN_SECRET));
+    }
+
+    #[test]
+    fn secrets_are_checked_outside_development() {
+        let production = Settings::default();
+        let err = production.checked_secrets().expect_err("unset secret refused");
+        assert!(err.to_string().contains("AUTH_TOKEN_SECRET"));
+        let shipped = Settings {
+            auth_token_secret: Secret::new(DEV_TOKEN_SECRET),
+            ..Settings::default()
+        };
+        assert!(shipped.checked_secrets().is_err());
+        let short_admin = Settings {
+            auth_token_secret: Secret::new("k".repeat(32)),
+            admin_token: Some(Secret::new("short")),
+            ..Settings::default()
+        };
+        let err = short_admin.checked_secrets().expect_err("short admin token");
+        assert!(err.to_string().contains("ADMIN_TOKEN"));
+        let good = Settings {
+            auth_token_secret: Secret::new("k".repeat(32)),
+            ..Settings::default()
+        };
+        assert!(good.checked_secrets().is_ok());
+        let dev = Settings {
+            app_env: AppEnv::Development,
+            ..Settings::default()
+        };
+        let dev = dev.checked_secrets().expect("development accepts defaults");
+        assert_eq!(dev.auth_token_secret.expose(), DEV_TOKEN_SECRET);
+    }
+
+    #[test]
+    fn origins_parse() {
+        let s = Settings {
+            allowed_origins: Some("https://a.example, http://B.example:8080/ ,".into()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.origins(),
+            Some(vec![
+                "https://a.example".to_owned(),
+                "http://b.example:8080".to_owned()
+            ])
+        );
+        assert_eq!(Settings::default().origins(), None);
     }
 
     #[test]

@@ -11,54 +11,23 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{Quota, RateLimiter};
 use service_kit::metrics::Metrics;
 use shared_proto::channels::Channels;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_actix_web::TracingLogger;
 
+use crate::access_log::RedactingRootSpan;
 use crate::auth::TokenVerifier;
-use crate::bus::Bus;
+use crate::bus::{LocalBus, RedisBus, SharedBus};
+use crate::comments::{Comments, PostLimiter};
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
-use crate::settings::{DEV_TOKEN_SECRET, Secret, Settings};
+use crate::settings::Settings;
+use crate::state::AppState;
 use crate::store::{EmbeddedStore, MongoStore, Store};
-
-/// Per-user post limiter.
-pub type PostLimiter = DefaultKeyedRateLimiter<String>;
-
-/// Everything request handlers and connections share.
-pub struct AppState {
-    /// Rooms and fan-out.
-    pub hub: Hub,
-    /// Comments.
-    pub store: Store,
-    /// Other instances.
-    pub bus: Bus,
-    /// Gateway metrics.
-    pub metrics: GatewayMetrics,
-    /// Token checks.
-    pub verifier: TokenVerifier,
-    /// Admin API token.
-    pub admin_token: Option<Secret>,
-    /// Post rate limit (None: off).
-    pub limiter: Option<Arc<PostLimiter>>,
-    /// Server ping interval.
-    pub heartbeat: Duration,
-    /// Outbound queue size per connection.
-    pub queue_max: usize,
-    /// This instance's name on the bus.
-    pub instance: String,
-    /// Connection id source.
-    pub next_conn: AtomicU64,
-    /// Fires when the server starts draining.
-    pub shutdown: CancellationToken,
-    /// Connection tasks.
-    pub tracker: TaskTracker,
-    /// MongoDB answered the last health check.
-    pub mongo_up: Arc<AtomicBool>,
-}
+use crate::ws::guard::UpgradeGuard;
 
 /// The running gateway.
 pub struct Application {
@@ -114,10 +83,15 @@ async fn health_loop(
 impl Application {
     /// Opens the stores, starts the bus and binds the listener (port 0 picks a free one).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let settings = settings.normalised();
-        if settings.auth_token_secret.expose() == DEV_TOKEN_SECRET {
-            tracing::warn!("AUTH_TOKEN_SECRET is the development default; set it in production");
+        let settings = settings.normalised().checked_secrets()?;
+        if settings.app_env.is_development() {
+            tracing::warn!("APP_ENV=development: development secrets are accepted");
         }
+        let guard = UpgradeGuard::new(
+            settings.max_conns_per_ip,
+            settings.origins(),
+            settings.proxies()?,
+        );
         let metrics = Metrics::new("comments-gateway");
         let gateway_metrics = GatewayMetrics::new(&metrics.registry);
 
@@ -149,17 +123,17 @@ impl Application {
             .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
         let background = TaskTracker::new();
         let background_cancel = CancellationToken::new();
-        let (bus, driver) = match &settings.redis_url {
+        let (bus, driver): (SharedBus, _) = match &settings.redis_url {
             Some(url) => {
-                let (bus, driver) = Bus::redis(
+                let (bus, driver) = RedisBus::new(
                     url,
                     Channels::new(settings.channel_prefix.clone()),
                     instance.clone(),
                     gateway_metrics.clone(),
                 )?;
-                (bus, Some(driver))
+                (Arc::new(bus), Some(driver))
             }
-            None => (Bus::Local, None),
+            None => (Arc::new(LocalBus), None),
         };
         let hub = Hub::new(
             store.clone(),
@@ -169,8 +143,16 @@ impl Application {
             background.clone(),
         );
         if let Some(driver) = driver {
-            background.spawn(driver.run(hub.clone(), background_cancel.clone()));
+            background.spawn(driver.run(Arc::new(hub.clone()), background_cancel.clone()));
         }
+        let comments = Comments::new(
+            store.clone(),
+            hub.clone(),
+            bus.clone(),
+            instance.clone(),
+            gateway_metrics.clone(),
+            limiter(&settings),
+        );
         if store.is_mongo() {
             mongo_up.store(store.ping().await, Ordering::Release);
             background.spawn(health_loop(
@@ -183,12 +165,13 @@ impl Application {
 
         let state = web::Data::new(AppState {
             hub,
+            comments,
             store,
             bus,
             metrics: gateway_metrics,
             verifier: TokenVerifier::new(settings.auth_token_secret.expose()),
             admin_token: settings.admin_token.clone(),
-            limiter: limiter(&settings),
+            guard,
             heartbeat: Duration::from_millis(settings.heartbeat_ms),
             queue_max: settings.client_queue_max,
             instance,
@@ -197,7 +180,7 @@ impl Application {
             tracker: TaskTracker::new(),
             mongo_up,
         });
-        if let Some(limiter) = state.limiter.clone() {
+        if let Some(limiter) = state.comments.limiter() {
             let cancel = background_cancel.clone();
             background.spawn(async move {
                 loop {
@@ -217,7 +200,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(middleware::from_fn(service_kit::metrics::record))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RedactingRootSpan>::new())
                 .app_data(app_state.clone())
                 .app_data(metrics.clone())
                 .configure(|cfg| service_kit::http_errors::extractor_config(cfg, 64 * 1024))

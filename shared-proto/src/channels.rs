@@ -67,6 +67,9 @@ pub enum BusEvent {
         room: RoomId,
         /// The deleted comment's id.
         id: String,
+        /// The deleted comment's seq (orders the event after the comment; 0 from older peers).
+        #[serde(default)]
+        seq: u64,
     },
     /// An admin notice, for one room or (without `room`) for everyone.
     Notice {
@@ -172,6 +175,7 @@ mod tests {
             origin: "gw-1".into(),
             room: RoomId::index(),
             id: "c1".into(),
+            seq: 3,
         };
         let json = serde_json::to_value(&event).expect("serializes");
         assert_eq!(json["kind"], "deleted");

@@ -10,7 +10,7 @@ use shared_proto::{CommentText, CommentTextError, RoomId};
 use subtle::ConstantTimeEq;
 
 use crate::error::GatewayError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::Slice;
 
 /// Registers the gateway's routes.
@@ -70,7 +70,7 @@ async fn room_comments(
         Some(before) => Slice::Before { before, limit },
         None => Slice::Latest { limit },
     };
-    let page = state.store.read(&room, slice).await?;
+    let page = state.comments.read(&room, slice).await?;
     Ok(HttpResponse::Ok().json(json!({"comments": page.comments, "more": page.more})))
 }
 
@@ -118,14 +118,14 @@ async fn admin_notice(
         text: text.into_inner(),
         room: notice.room,
     };
-    state.bus.publish(&event).await;
+    state.bus.publish(event).await;
     Ok(HttpResponse::Accepted().json(json!({"status": "accepted"})))
 }
 
 /// `GET /readyz`: 503 naming `redis` and/or `mongo` while they do not answer.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut failing = Vec::new();
-    if state.bus.is_redis() && !state.bus.is_up() {
+    if state.bus.is_external() && !state.bus.is_up() {
         failing.push("redis");
     }
     if state.store.is_mongo() && !state.mongo_up.load(std::sync::atomic::Ordering::Acquire) {

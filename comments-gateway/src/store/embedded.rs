@@ -241,6 +241,45 @@ impl EmbeddedStore {
         }
     }
 
+    /// Posts in the order given (they reach the writer thread in that order and share its
+    /// group commits).
+    pub(super) async fn insert_batch(
+        &self,
+        news: Vec<NewComment>,
+    ) -> Vec<Result<Inserted, StoreError>> {
+        let mut answers = Vec::with_capacity(news.len());
+        for new in news {
+            let (reply, answer) = oneshot::channel();
+            let sent = match self.writer.requests.as_ref() {
+                Some(requests) => requests
+                    .send(WriteRequest {
+                        op: Op::Insert(new),
+                        reply,
+                    })
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            answers.push(sent.then_some(answer));
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            let result = match answer {
+                Some(answer) => match answer.await {
+                    Ok(Ok(Done::Inserted(inserted))) => Ok(inserted),
+                    Ok(Ok(Done::Deleted(_))) => Err(internal(anyhow::anyhow!(
+                        "writer answered a post with a delete"
+                    ))),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(writer_stopped()),
+                },
+                None => Err(writer_stopped()),
+            };
+            results.push(result);
+        }
+        results
+    }
+
     pub(super) async fn max_seq(&self, room: &RoomId) -> Result<u64, StoreError> {
         let room = room.clone();
         self.blocking(move |db| {
@@ -465,7 +504,7 @@ fn delete_in(
                 table
                     .insert((r.as_str(), seq), raw.as_slice())
                     .map_err(internal)?;
-                Ok(DeleteOutcome::Deleted)
+                Ok(DeleteOutcome::Deleted { seq })
             }
         }
         _ => Ok(DeleteOutcome::NotFound),
@@ -602,7 +641,10 @@ mod tests {
         let outcome = store.delete(&room, &dup_id, "someone", false).await;
         assert_eq!(outcome.expect("delete"), DeleteOutcome::Forbidden);
         let outcome = store.delete(&room, &dup_id, "JD", false).await;
-        assert_eq!(outcome.expect("delete"), DeleteOutcome::Deleted);
+        assert_eq!(
+            outcome.expect("delete"),
+            DeleteOutcome::Deleted { seq: dup_seq }
+        );
         let outcome = store.delete(&room, &dup_id, "JD", true).await;
         assert_eq!(outcome.expect("delete"), DeleteOutcome::NotFound);
         let page = store

@@ -8,13 +8,32 @@
 mod embedded;
 mod mongo;
 
+use std::future::Future;
 use std::path::Path;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shared_proto::{Author, ClientId, Comment, CommentText, RoomId};
 
 pub use embedded::EmbeddedStore;
 pub use mongo::MongoStore;
+
+/// Deadline of every store call: a store that hangs instead of failing answers `unavailable`
+/// after it (the contract's 5 s for a post).
+pub const STORE_DEADLINE: Duration = Duration::from_secs(5);
+
+async fn deadline<T>(
+    what: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_DEADLINE, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(anyhow::anyhow!(
+                "{what} took longer than {STORE_DEADLINE:?}"
+            )))
+        })
+}
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +99,11 @@ pub enum Slice {
 /// What a delete found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
-    /// Deleted now.
-    Deleted,
+    /// Deleted now; the comment had this seq.
+    Deleted {
+        /// The deleted comment's seq.
+        seq: u64,
+    },
     /// Unknown, in another room, or already deleted.
     NotFound,
     /// Someone else's comment and not an admin.
@@ -100,26 +122,64 @@ pub enum Store {
 impl Store {
     /// Stores a post (or finds the earlier one with the same clientId).
     pub async fn insert(&self, new: NewComment) -> Result<Inserted, StoreError> {
-        match self {
-            Store::Mongo(s) => s.insert(new).await,
-            Store::Embedded(s) => s.insert(new).await,
+        let mut results = self.insert_batch(vec![new], &mut None).await;
+        results.pop().unwrap_or_else(|| {
+            Err(StoreError::Internal(anyhow::anyhow!(
+                "the store answered no result"
+            )))
+        })
+    }
+
+    /// Stores posts of one room in the order given, as one write where the store allows it
+    /// (one result per post, in order). `next` carries the room's next seq between calls of
+    /// the room's single writer; a stale value costs one retry.
+    pub async fn insert_batch(
+        &self,
+        news: Vec<NewComment>,
+        next: &mut Option<u64>,
+    ) -> Vec<Result<Inserted, StoreError>> {
+        let count = news.len();
+        let call = async {
+            match self {
+                Store::Mongo(s) => s.insert_batch(news, next).await,
+                Store::Embedded(s) => s.insert_batch(news).await,
+            }
+        };
+        match tokio::time::timeout(STORE_DEADLINE, call).await {
+            Ok(results) => results,
+            Err(_) => {
+                *next = None;
+                (0..count)
+                    .map(|_| {
+                        Err(StoreError::Unavailable(anyhow::anyhow!(
+                            "insert took longer than {STORE_DEADLINE:?}"
+                        )))
+                    })
+                    .collect()
+            }
         }
     }
 
     /// Reads a slice of a room, deleted comments left out.
     pub async fn read(&self, room: &RoomId, slice: Slice) -> Result<Page, StoreError> {
-        match self {
-            Store::Mongo(s) => s.read(room, slice).await,
-            Store::Embedded(s) => s.read(room, slice).await,
-        }
+        deadline("read", async {
+            match self {
+                Store::Mongo(s) => s.read(room, slice).await,
+                Store::Embedded(s) => s.read(room, slice).await,
+            }
+        })
+        .await
     }
 
     /// The highest seq ever allocated in a room (deleted ones included); 0 when empty.
     pub async fn max_seq(&self, room: &RoomId) -> Result<u64, StoreError> {
-        match self {
-            Store::Mongo(s) => s.max_seq(room).await,
-            Store::Embedded(s) => s.max_seq(room).await,
-        }
+        deadline("max seq", async {
+            match self {
+                Store::Mongo(s) => s.max_seq(room).await,
+                Store::Embedded(s) => s.max_seq(room).await,
+            }
+        })
+        .await
     }
 
     /// Soft-deletes a comment if `actor` wrote it or is an admin.
@@ -130,10 +190,13 @@ impl Store {
         actor: &str,
         admin: bool,
     ) -> Result<DeleteOutcome, StoreError> {
-        match self {
-            Store::Mongo(s) => s.delete(room, id, actor, admin).await,
-            Store::Embedded(s) => s.delete(room, id, actor, admin).await,
-        }
+        deadline("delete", async {
+            match self {
+                Store::Mongo(s) => s.delete(room, id, actor, admin).await,
+                Store::Embedded(s) => s.delete(room, id, actor, admin).await,
+            }
+        })
+        .await
     }
 
     /// Whether the store answers.

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -79,10 +79,12 @@ pub struct MongoStore {
     client: Client,
     comments: Collection<Doc>,
     db: mongodb::Database,
-    next_seq: Arc<Mutex<HashMap<String, u64>>>,
     /// The unique (room, seq) index exists: no post is stored before it does.
     indexed: Arc<AtomicBool>,
 }
+
+/// Most rounds a batch of posts retries after other instances took its seqs.
+const MAX_ATTEMPTS: usize = 8;
 
 fn unavailable(e: mongodb::error::Error) -> StoreError {
     StoreError::Unavailable(anyhow::Error::new(e))
@@ -126,7 +128,6 @@ impl MongoStore {
             client,
             comments,
             db,
-            next_seq: Arc::new(Mutex::new(HashMap::new())),
             indexed: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -170,25 +171,6 @@ impl MongoStore {
         &self.client
     }
 
-    fn cached_next(&self, room: &str) -> Option<u64> {
-        self.next_seq.lock().ok().and_then(|m| m.get(room).copied())
-    }
-
-    fn remember_next(&self, room: &str, next: u64) {
-        if let Ok(mut m) = self.next_seq.lock() {
-            let entry = m.entry(room.to_owned()).or_insert(next);
-            if *entry < next {
-                *entry = next;
-            }
-        }
-    }
-
-    fn forget_next(&self, room: &str) {
-        if let Ok(mut m) = self.next_seq.lock() {
-            m.remove(room);
-        }
-    }
-
     async fn find_by_id(&self, id: &str) -> Result<Option<Doc>, StoreError> {
         self.comments
             .find_one(doc! {"_id": id})
@@ -196,75 +178,197 @@ impl MongoStore {
             .map_err(unavailable)
     }
 
-    pub(super) async fn insert(&self, new: NewComment) -> Result<Inserted, StoreError> {
-        if !self.indexed.load(Ordering::Acquire) {
-            // Seq uniqueness rests on this index.
-            self.ensure_indexes()
-                .await
-                .map_err(StoreError::Unavailable)?;
+    async fn find_ids(&self, ids: Vec<String>) -> Result<HashMap<String, Doc>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
         }
-        let id = match &new.client_id {
-            Some(c) => client_key(&new.author.id, c),
-            None => fresh_id(),
+        let docs: Vec<Doc> = self
+            .comments
+            .find(doc! {"_id": {"$in": ids}})
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        Ok(docs.into_iter().map(|d| (d.id.clone(), d)).collect())
+    }
+
+    /// Stores posts of one room: posts with a clientId already stored return the first
+    /// comment; the others get consecutive seqs from the room's max+1 in one ordered
+    /// `insertMany`. When another instance took a seq first (E11000), the ones that landed are
+    /// kept and the rest retried from the new max, at most [`MAX_ATTEMPTS`] times.
+    pub(super) async fn insert_batch(
+        &self,
+        news: Vec<NewComment>,
+        next: &mut Option<u64>,
+    ) -> Vec<Result<Inserted, StoreError>> {
+        let count = news.len();
+        let mut results: Vec<Option<Result<Inserted, StoreError>>> =
+            (0..count).map(|_| None).collect();
+        let fail_rest = |results: &mut Vec<Option<Result<Inserted, StoreError>>>,
+                         why: &dyn Fn() -> StoreError| {
+            for slot in results.iter_mut().filter(|r| r.is_none()) {
+                *slot = Some(Err(why()));
+            }
         };
-        if new.client_id.is_some()
-            && let Some(doc) = self.find_by_id(&id).await?
+        if !self.indexed.load(Ordering::Acquire)
+            && let Err(e) = self.ensure_indexes().await
         {
-            return existing(doc);
+            // Seq uniqueness rests on this index.
+            let msg = e.to_string();
+            fail_rest(&mut results, &|| {
+                StoreError::Unavailable(anyhow::anyhow!("{msg}"))
+            });
+            return results.into_iter().flatten().collect();
         }
-        let room = new.room.as_str().to_owned();
-        let mut doc = Doc {
-            id,
-            room: room.clone(),
-            seq: 0,
-            author_id: new.author.id,
-            author_name: new.author.name,
-            text: new.text.into_inner(),
-            created_at: DateTime::from_millis(new.created_ms),
-            client_id: new.client_id.map(String::from),
-            deleted: false,
-            reply_to: new.reply_to,
-            edited_at: None,
-            reactions: BTreeMap::new(),
-            rev: 0,
+        let Some(first) = news.first() else {
+            return Vec::new();
         };
-        for _attempt in 0..64 {
-            let seq = match self.cached_next(&room) {
-                Some(seq) => seq,
-                None => self.max_seq_raw(&room).await? + 1,
+        let room = first.room.as_str().to_owned();
+        // Documents to write, keyed by position; a clientId repeated inside the batch is
+        // written once and answered for each.
+        let mut docs: Vec<(usize, Doc)> = Vec::with_capacity(count);
+        let mut same_as: Vec<(usize, usize)> = Vec::new();
+        for (i, new) in news.into_iter().enumerate() {
+            let id = match &new.client_id {
+                Some(c) => client_key(&new.author.id, c),
+                None => fresh_id(),
             };
-            doc.seq = i64::try_from(seq).map_err(|e| StoreError::Internal(e.into()))?;
-            match self.comments.insert_one(&doc).await {
+            if let Some((first, _)) = docs.iter().find(|(_, d)| d.id == id) {
+                same_as.push((i, *first));
+                continue;
+            }
+            docs.push((
+                i,
+                Doc {
+                    id,
+                    room: room.clone(),
+                    seq: 0,
+                    author_id: new.author.id,
+                    author_name: new.author.name,
+                    text: new.text.into_inner(),
+                    created_at: DateTime::from_millis(new.created_ms),
+                    client_id: new.client_id.map(String::from),
+                    deleted: false,
+                    reply_to: new.reply_to,
+                    edited_at: None,
+                    reactions: BTreeMap::new(),
+                    rev: 0,
+                },
+            ));
+        }
+        let keyed: Vec<String> = docs
+            .iter()
+            .filter(|(_, d)| d.client_id.is_some())
+            .map(|(_, d)| d.id.clone())
+            .collect();
+        match self.find_ids(keyed).await {
+            Ok(found) => docs.retain(|(i, d)| match found.get(&d.id) {
+                Some(earlier) => {
+                    results[*i] = Some(existing(earlier.clone()));
+                    false
+                }
+                None => true,
+            }),
+            Err(e) => {
+                let msg = e.to_string();
+                fail_rest(&mut results, &|| {
+                    StoreError::Unavailable(anyhow::anyhow!("{msg}"))
+                });
+                return results.into_iter().flatten().collect();
+            }
+        }
+        let mut attempt = 0;
+        while !docs.is_empty() {
+            attempt += 1;
+            if attempt > MAX_ATTEMPTS {
+                fail_rest(&mut results, &|| {
+                    StoreError::Unavailable(anyhow::anyhow!(
+                        "could not allocate a seq in room {room}"
+                    ))
+                });
+                break;
+            }
+            let start = match next.take() {
+                Some(seq) => seq,
+                None => match self.max_seq_raw(&room).await {
+                    Ok(max) => max + 1,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        fail_rest(&mut results, &|| {
+                            StoreError::Unavailable(anyhow::anyhow!("{msg}"))
+                        });
+                        break;
+                    }
+                },
+            };
+            for (k, (_, doc)) in docs.iter_mut().enumerate() {
+                doc.seq = clamp(start + k as u64);
+            }
+            let batch: Vec<&Doc> = docs.iter().map(|(_, d)| d).collect();
+            match self.comments.insert_many(batch).ordered(true).await {
                 Ok(_) => {
-                    self.remember_next(&room, seq + 1);
-                    let comment = doc.into_comment().ok_or_else(|| {
-                        StoreError::Internal(anyhow::anyhow!("stored comment does not convert"))
-                    })?;
-                    return Ok(Inserted {
-                        comment,
-                        fresh: true,
-                    });
+                    *next = Some(start + docs.len() as u64);
+                    for (i, doc) in docs.drain(..) {
+                        results[i] = Some(fresh(doc));
+                    }
                 }
                 Err(e) if is_duplicate_key(&e) => {
-                    if doc.client_id.is_some()
-                        && let Some(found) = self.find_by_id(&doc.id).await?
-                    {
-                        return existing(found);
-                    }
-                    // Another writer took this seq: read the room's max again.
-                    self.forget_next(&room);
-                    let max = self.max_seq_raw(&room).await?;
-                    self.remember_next(&room, max + 1);
+                    // Some landed (ordered: those before the conflict): keep them, retry the
+                    // rest from the new max after a short random pause.
+                    let ids: Vec<String> = docs.iter().map(|(_, d)| d.id.clone()).collect();
+                    let found = match self.find_ids(ids).await {
+                        Ok(found) => found,
+                        Err(e) => {
+                            let msg = e.to_string();
+                            fail_rest(&mut results, &|| {
+                                StoreError::Unavailable(anyhow::anyhow!("{msg}"))
+                            });
+                            break;
+                        }
+                    };
+                    docs.retain(|(i, d)| match found.get(&d.id) {
+                        Some(stored) if stored.seq == d.seq && stored.author_id == d.author_id => {
+                            results[*i] = Some(fresh(stored.clone()));
+                            false
+                        }
+                        Some(earlier) => {
+                            results[*i] = Some(existing(earlier.clone()));
+                            false
+                        }
+                        None => true,
+                    });
+                    let pause = 5 + (uuid::Uuid::new_v4().as_u128() % 20) as u64 * attempt as u64;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 Err(e) => {
-                    self.forget_next(&room);
-                    return Err(unavailable(e));
+                    let msg = e.to_string();
+                    fail_rest(&mut results, &|| {
+                        StoreError::Unavailable(anyhow::anyhow!("{msg}"))
+                    });
+                    break;
                 }
             }
         }
-        Err(StoreError::Unavailable(anyhow::anyhow!(
-            "could not allocate a seq in room {room}"
-        )))
+        for (i, first) in same_as {
+            results[i] = match &results[first] {
+                Some(Ok(inserted)) => Some(Ok(Inserted {
+                    comment: inserted.comment.clone(),
+                    fresh: false,
+                })),
+                _ => Some(Err(StoreError::Unavailable(anyhow::anyhow!(
+                    "the first post with this clientId failed"
+                )))),
+            };
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(StoreError::Internal(anyhow::anyhow!("a post got no result")))
+                })
+            })
+            .collect()
     }
 
     async fn max_seq_raw(&self, room: &str) -> Result<u64, StoreError> {
@@ -355,13 +459,22 @@ impl MongoStore {
         Ok(if result.matched_count == 0 {
             DeleteOutcome::NotFound
         } else {
-            DeleteOutcome::Deleted
+            DeleteOutcome::Deleted {
+                seq: u64::try_from(doc.seq).unwrap_or(0),
+            }
         })
     }
 }
 
 fn clamp(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn fresh(doc: Doc) -> Result<Inserted, StoreError> {
+    existing(doc).map(|inserted| Inserted {
+        fresh: true,
+        ..inserted
+    })
 }
 
 fn existing(doc: Doc) -> Result<Inserted, StoreError> {

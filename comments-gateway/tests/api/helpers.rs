@@ -89,6 +89,9 @@ pub fn settings(backends: &Backends) -> Settings {
         post_rate_per_sec: 0.0,
         channel_prefix: backends.prefix.clone(),
         workers: 1,
+        // The secrets above are test values; the guards have their own tests.
+        app_env: service_kit::secrets::AppEnv::Development,
+        max_conns_per_ip: 0,
         ..Settings::default()
     }
 }

@@ -3,6 +3,8 @@
 mod cross_instance;
 mod embedded;
 mod faults;
+mod guards;
 mod helpers;
+mod procs;
 mod http;
 mod protocol;

@@ -1,0 +1,180 @@
+//! Requests that wait for the store, each run as its own task off the connection loop and
+//! answered through the connection's queue.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use bytestring::ByteString;
+use shared_proto::ws::{
+    Ack, Delete, History, HistoryPage, MAX_SINCE_BATCH, Post, Ref, ServerFrame, ServerMessage,
+    Subscribe, Subscribed,
+};
+use shared_proto::{Claims, RoomId};
+use tokio::sync::oneshot;
+
+use crate::error::GatewayError;
+use crate::hub::ConnId;
+use crate::outbox::ConnTx;
+use crate::state::AppState;
+use crate::store::{STORE_DEADLINE, Slice};
+
+/// What a request task needs of its connection.
+pub(super) struct Ctx {
+    pub(super) state: Arc<AppState>,
+    pub(super) id: ConnId,
+    pub(super) out: ConnTx,
+    pub(super) user: Option<Arc<Claims>>,
+    pub(super) rooms: Arc<Mutex<HashSet<RoomId>>>,
+}
+
+impl Ctx {
+    fn reply(&self, reference: Option<Ref>, message: ServerMessage) {
+        let frame = ServerFrame::reply(reference, message);
+        self.out
+            .push(ByteString::from(frame.encode()), &self.state.metrics);
+    }
+}
+
+/// A request that waits for the store.
+pub(super) enum Request {
+    /// `subscribe`, already joined in the hub (in frame order).
+    Subscribe {
+        sub: Subscribe,
+        already: bool,
+        ready: oneshot::Receiver<bool>,
+    },
+    Post(Post),
+    Delete(Delete),
+    History(History),
+}
+
+impl Request {
+    /// Runs the request and answers it (or its error).
+    pub(super) async fn run(self, ctx: Ctx, reference: Option<Ref>) {
+        let result = match self {
+            Request::Subscribe {
+                sub,
+                already,
+                ready,
+            } => subscribe(&ctx, reference.clone(), sub, already, ready).await,
+            Request::Post(post) => self::post(&ctx, reference.clone(), post).await,
+            Request::Delete(delete) => self::delete(&ctx, reference.clone(), delete).await,
+            Request::History(history) => self::history(&ctx, reference.clone(), history).await,
+        };
+        if let Err(e) = result {
+            if let GatewayError::Internal(cause) = &e {
+                tracing::error!(error = ?cause, "request failed");
+            }
+            let frame = ServerFrame::error(reference, e.code(), e.to_string());
+            ctx.out
+                .push(ByteString::from(frame.encode()), &ctx.state.metrics);
+        }
+    }
+}
+
+async fn subscribe(
+    ctx: &Ctx,
+    reference: Option<Ref>,
+    sub: Subscribe,
+    already: bool,
+    ready: oneshot::Receiver<bool>,
+) -> Result<(), GatewayError> {
+    let room = sub.room;
+    let undo = || {
+        if already {
+            ctx.state.hub.cancel_join(&room, ctx.id);
+        } else {
+            ctx.rooms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&room);
+            ctx.state.hub.leave(&room, ctx.id);
+        }
+    };
+    let started = tokio::time::timeout(STORE_DEADLINE, ready).await;
+    if !matches!(started, Ok(Ok(true))) {
+        undo();
+        return Err(GatewayError::Unavailable("storage"));
+    }
+    let slice = match (sub.since, sub.limit) {
+        (Some(since), _) => Slice::After {
+            after: since,
+            upto: None,
+            max: MAX_SINCE_BATCH,
+        },
+        (None, limit) => Slice::Latest {
+            limit: limit.unwrap_or(shared_proto::ws::DEFAULT_PAGE_LIMIT),
+        },
+    };
+    let page = match ctx.state.comments.read(&room, slice).await {
+        Ok(page) => page,
+        Err(e) => {
+            undo();
+            return Err(e);
+        }
+    };
+    let last = page.comments.last().map(|c| c.seq).unwrap_or(0);
+    // Only a `since` backlog that stops short leaves live comments out until the next one.
+    let behind = sub.since.is_some() && page.more;
+    ctx.reply(
+        reference,
+        ServerMessage::Subscribed(Subscribed {
+            room: room.clone(),
+            comments: page.comments,
+            truncated: page.more,
+            mine: None,
+        }),
+    );
+    ctx.state.hub.activate(&room, ctx.id, last, behind);
+    Ok(())
+}
+
+async fn post(ctx: &Ctx, reference: Option<Ref>, post: Post) -> Result<(), GatewayError> {
+    let inserted = ctx.state.comments.post(ctx.user.as_deref(), post).await?;
+    let comment = inserted.comment;
+    // The author's ack is queued before the comment reaches the room.
+    ctx.reply(
+        reference,
+        ServerMessage::Ack(Ack::Posted {
+            comment: comment.clone(),
+        }),
+    );
+    ctx.state.comments.happened(comment).await;
+    Ok(())
+}
+
+async fn delete(ctx: &Ctx, reference: Option<Ref>, delete: Delete) -> Result<(), GatewayError> {
+    let seq = ctx.state.comments.delete(ctx.user.as_deref(), &delete).await?;
+    ctx.reply(
+        reference,
+        ServerMessage::Ack(Ack::Deleted {
+            id: delete.id.clone(),
+        }),
+    );
+    ctx.state.comments.deleted(delete.room, delete.id, seq).await;
+    Ok(())
+}
+
+async fn history(ctx: &Ctx, reference: Option<Ref>, history: History) -> Result<(), GatewayError> {
+    let page = ctx
+        .state
+        .comments
+        .read(
+            &history.room,
+            Slice::Before {
+                before: history.before,
+                limit: history.limit,
+            },
+        )
+        .await?;
+    ctx.reply(
+        reference,
+        ServerMessage::History(HistoryPage {
+            room: history.room,
+            comments: page.comments,
+            more: page.more,
+            mine: None,
+        }),
+    );
+    Ok(())
+}
