@@ -25,7 +25,7 @@ use crate::outbox::{Closing, ConnTx};
 use crate::state::AppState;
 
 /// Requests of one connection waiting for the store at once; past it they are refused.
-pub const MAX_IN_FLIGHT: usize = 16;
+pub const MAX_IN_FLIGHT: usize = 64;
 
 struct Connection {
     id: ConnId,

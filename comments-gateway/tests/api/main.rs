@@ -5,6 +5,7 @@ mod embedded;
 mod faults;
 mod guards;
 mod helpers;
+mod holes;
 mod procs;
 mod http;
 mod protocol;
