@@ -24,6 +24,10 @@
 #             subscribers spread over both, REDIS2_RATE (default 20) posts/s into 1,000 (not in the
 #             default set; SecantusDB is a Python server that stores only a few dozen posts/s, so
 #             this checks cross-instance delivery, not the gateway's top rate)
+#   hot       issue 8's hot room: one instance on a private redis-server and SecantusDB, 10
+#             posters at HOT_RATE (default 100) posts/s in all into one 1,000-subscriber room;
+#             every post must be acked (one writer per room, batched inserts), run after run
+#             (not in the default set)
 #   node      the Node.js `ws` baseline server through fanout, sweep, fanout5k, idle, idlemax
 #
 # Everything runs against 127.0.0.0/8 only; every run is bounded in time.
@@ -253,6 +257,21 @@ if want redis2; then
   load "2 instances + redis ${REDIS2_RATE:-20}/s x 1000" run --url "$a_url,$SRV_URL" --server-pid "$a_pid,$SRV_PID" \
     --connections 1000 --posters 10 --rate "${REDIS2_RATE:-20}" --duration "$RUN_SECS" --drain 10 >/dev/null || true
   stop_pid "$a_pid"; stop_pid "$SRV_PID"
+fi
+
+if want hot; then
+  [ -x "$GW_BIN" ] || { echo "missing $GW_BIN" >&2; exit 1; }
+  rport=$(free_port); mport=$(free_port)
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >"$LOG_DIR/redis-hot.log" 2>&1 &
+  PIDS+=("$!")
+  SECANTUS=${SECANTUS_BIN:-$HOME/.cache/secantus-venv/bin/secantusd-py}
+  "$SECANTUS" --host 127.0.0.1 --port "$mport" --storage-path :memory: --log-level ERROR >"$LOG_DIR/mongo-hot.log" 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 1 150); do (echo > "/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break; sleep 0.2; done
+  start_gateway gw-hot REDIS_URL="redis://127.0.0.1:$rport" MONGO_URL="mongodb://127.0.0.1:$mport/bench?directConnection=true"
+  load "hot room ${HOT_RATE:-100}/s x 1000 (redis + SecantusDB)" run --url "$SRV_URL" --server-pid "$SRV_PID" \
+    --connections 1000 --posters 10 --rate "${HOT_RATE:-100}" --duration "$RUN_SECS" --drain 10 >/dev/null || true
+  stop_pid "$SRV_PID"
 fi
 
 if want node; then

@@ -2,9 +2,9 @@
 //! `/ws?token=...` is replaced by `***` before the target is recorded, so tokens never reach
 //! access logs or spans.
 
-use actix_web::{Error, HttpMessage};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{Error, HttpMessage};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 

@@ -49,9 +49,7 @@ impl GatewayError {
             GatewayError::NotFound(_) => ErrorCode::NotFound,
             GatewayError::NotSubscribed => ErrorCode::NotSubscribed,
             GatewayError::TooLarge(_) => ErrorCode::TooLarge,
-            GatewayError::RateLimited | GatewayError::TooManyConnections => {
-                ErrorCode::RateLimited
-            }
+            GatewayError::RateLimited | GatewayError::TooManyConnections => ErrorCode::RateLimited,
             GatewayError::Unavailable(_) => ErrorCode::Unavailable,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }

@@ -100,7 +100,10 @@ impl Sequencer {
     /// The open gap: seqs in `[from, to)` are missing while `to` is held.
     pub fn gap(&self) -> Option<(u64, u64)> {
         let expected = self.expected?;
-        let (&first, _) = self.pending.iter().find(|(_, slot)| slot.comment.is_some())?;
+        let (&first, _) = self
+            .pending
+            .iter()
+            .find(|(_, slot)| slot.comment.is_some())?;
         (first > expected).then_some((expected, first))
     }
 
@@ -123,7 +126,11 @@ impl Sequencer {
                 self.expected = Some(expected + 1);
                 if let Some(slot) = self.pending.remove(&seq) {
                     self.held -= slot.len();
-                    out.extend(slot.updates.into_iter().map(|frame| Event::Update { seq, frame }));
+                    out.extend(
+                        slot.updates
+                            .into_iter()
+                            .map(|frame| Event::Update { seq, frame }),
+                    );
                 }
                 out.extend(self.drain());
                 out
@@ -254,14 +261,22 @@ impl Sequencer {
                 // The comment went out before (or was in the backlogs): its updates may follow.
                 let slot = entry.remove();
                 self.held -= slot.len();
-                out.extend(slot.updates.into_iter().map(|frame| Event::Update { seq, frame }));
+                out.extend(
+                    slot.updates
+                        .into_iter()
+                        .map(|frame| Event::Update { seq, frame }),
+                );
             } else if seq == expected && entry.get().comment.is_some() {
                 let slot = entry.remove();
                 self.held -= slot.len();
                 if let Some(frame) = slot.comment {
                     out.push(Event::Comment { seq, frame });
                 }
-                out.extend(slot.updates.into_iter().map(|frame| Event::Update { seq, frame }));
+                out.extend(
+                    slot.updates
+                        .into_iter()
+                        .map(|frame| Event::Update { seq, frame }),
+                );
                 expected += 1;
             } else {
                 break;
@@ -361,7 +376,10 @@ mod tests {
     fn catch_up_skips_missing_seqs_and_keeps_order() {
         let mut s = Sequencer::default();
         s.start(2);
-        assert_eq!(names(&s.caught_up(vec![c(5), c(4), c(7)])), ["c4", "c5", "c7"]);
+        assert_eq!(
+            names(&s.caught_up(vec![c(5), c(4), c(7)])),
+            ["c4", "c5", "c7"]
+        );
         assert_eq!(s.expected(), Some(8));
     }
 

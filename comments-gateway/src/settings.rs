@@ -191,7 +191,9 @@ mod tests {
     #[test]
     fn secrets_are_checked_outside_development() {
         let production = Settings::default();
-        let err = production.checked_secrets().expect_err("unset secret refused");
+        let err = production
+            .checked_secrets()
+            .expect_err("unset secret refused");
         assert!(err.to_string().contains("AUTH_TOKEN_SECRET"));
         let shipped = Settings {
             auth_token_secret: Secret::new(DEV_TOKEN_SECRET),
@@ -203,7 +205,9 @@ mod tests {
             admin_token: Some(Secret::new("short")),
             ..Settings::default()
         };
-        let err = short_admin.checked_secrets().expect_err("short admin token");
+        let err = short_admin
+            .checked_secrets()
+            .expect_err("short admin token");
         assert!(err.to_string().contains("ADMIN_TOKEN"));
         let good = Settings {
             auth_token_secret: Secret::new("k".repeat(32)),

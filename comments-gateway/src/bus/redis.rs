@@ -340,9 +340,12 @@ impl RedisDriver {
         split: Split,
     ) -> Ended {
         let (mut sink, mut stream, mut conn) = split;
-        if tokio::time::timeout(REDIS_DEADLINE, sink.subscribe(self.shared.channels.notice()))
-            .await
-            .map_or(true, |r| r.is_err())
+        if tokio::time::timeout(
+            REDIS_DEADLINE,
+            sink.subscribe(self.shared.channels.notice()),
+        )
+        .await
+        .map_or(true, |r| r.is_err())
         {
             return Ended::Lost("notice subscribe failed");
         }
@@ -430,9 +433,14 @@ mod tests {
 
     fn bus() -> RedisBus {
         let metrics = GatewayMetrics::new(&prometheus::Registry::new());
-        RedisBus::new("redis://127.0.0.1:1", Channels::default(), "me".into(), metrics)
-            .expect("valid url")
-            .0
+        RedisBus::new(
+            "redis://127.0.0.1:1",
+            Channels::default(),
+            "me".into(),
+            metrics,
+        )
+        .expect("valid url")
+        .0
     }
 
     #[test]

@@ -116,7 +116,11 @@ impl Comments {
 
     /// Deletes a comment (author or admin); returns its seq. The caller acks, then calls
     /// [`Comments::deleted`].
-    pub async fn delete(&self, user: Option<&Claims>, delete: &Delete) -> Result<u64, GatewayError> {
+    pub async fn delete(
+        &self,
+        user: Option<&Claims>,
+        delete: &Delete,
+    ) -> Result<u64, GatewayError> {
         let Some(user) = user else {
             return Err(GatewayError::Unauthorized("sign in to delete".into()));
         };

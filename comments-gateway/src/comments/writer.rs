@@ -88,7 +88,12 @@ impl Writers {
     }
 
     /// Removes `room`'s writer if it is `me` and nothing waits for it; true when removed.
-    fn retire(&self, room: &RoomId, me: &mpsc::Sender<Job>, queue: &mut mpsc::Receiver<Job>) -> bool {
+    fn retire(
+        &self,
+        room: &RoomId,
+        me: &mpsc::Sender<Job>,
+        queue: &mut mpsc::Receiver<Job>,
+    ) -> bool {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         if !queue.is_empty() {
             return false;
@@ -114,7 +119,12 @@ fn start(comments: Comments, room: RoomId) -> mpsc::Sender<Job> {
     tx
 }
 
-async fn run(comments: Comments, room: RoomId, me: mpsc::Sender<Job>, mut queue: mpsc::Receiver<Job>) {
+async fn run(
+    comments: Comments,
+    room: RoomId,
+    me: mpsc::Sender<Job>,
+    mut queue: mpsc::Receiver<Job>,
+) {
     let mut next = None;
     loop {
         let first = match tokio::time::timeout(IDLE, queue.recv()).await {
@@ -173,8 +183,8 @@ mod tests {
     #[tokio::test]
     async fn the_queue_per_room_is_bounded() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(&dir.path().join("db"), &dir.path().join("none"))
-            .expect("open");
+        let store =
+            EmbeddedStore::open(&dir.path().join("db"), &dir.path().join("none")).expect("open");
         let store = Store::Embedded(store);
         let metrics = GatewayMetrics::new(&prometheus::Registry::new());
         let bus = Arc::new(LocalBus);

@@ -48,7 +48,12 @@ impl Member {
     }
 
     /// Offers one ordered event; true when a frame was queued.
-    pub(super) fn offer(&mut self, event: &Event, joining_max: usize, metrics: &GatewayMetrics) -> bool {
+    pub(super) fn offer(
+        &mut self,
+        event: &Event,
+        joining_max: usize,
+        metrics: &GatewayMetrics,
+    ) -> bool {
         match &mut self.state {
             MemberState::Joining(held) => {
                 if held.len() < joining_max {
@@ -86,7 +91,12 @@ impl Member {
 
     /// The backlog went out, ending at `backlog_last`: held events it lacks follow, unless
     /// it was truncated (then the member is behind until its next `since`).
-    pub(super) fn activate(&mut self, backlog_last: u64, truncated: bool, metrics: &GatewayMetrics) {
+    pub(super) fn activate(
+        &mut self,
+        backlog_last: u64,
+        truncated: bool,
+        metrics: &GatewayMetrics,
+    ) {
         let previous = std::mem::replace(
             &mut self.state,
             if truncated {

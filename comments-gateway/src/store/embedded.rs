@@ -232,6 +232,7 @@ impl EmbeddedStore {
             .map_err(internal)?
     }
 
+    #[cfg(test)]
     pub(super) async fn insert(&self, new: NewComment) -> Result<Inserted, StoreError> {
         match self.write(Op::Insert(new)).await? {
             Done::Inserted(inserted) => Ok(*inserted),

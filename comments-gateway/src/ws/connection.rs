@@ -285,7 +285,11 @@ impl Connection {
                 };
                 // Joined here, in frame order, so a post right behind it counts as subscribed.
                 let ready = self.state.hub.join(&room, self.id, self.out.clone());
-                Request::Subscribe { sub, already, ready }
+                Request::Subscribe {
+                    sub,
+                    already,
+                    ready,
+                }
             }
             ClientMessage::Post(post) => {
                 let subscribed = self

@@ -123,9 +123,15 @@ mod tests {
         let other = TestRequest::default()
             .peer_addr("10.0.0.2:5000".parse().expect("addr"))
             .to_http_request();
-        assert!(guard.admit(&other).is_ok(), "another address has its own count");
+        assert!(
+            guard.admit(&other).is_ok(),
+            "another address has its own count"
+        );
         drop(a);
-        assert!(guard.admit(&req()).is_ok(), "a closed connection frees its place");
+        assert!(
+            guard.admit(&req()).is_ok(),
+            "a closed connection frees its place"
+        );
     }
 
     #[test]
@@ -158,6 +164,10 @@ mod tests {
         assert!(guard.check_origin(&with("https://books.example")).is_ok());
         assert!(guard.check_origin(&with("https://BOOKS.example/")).is_ok());
         assert!(guard.check_origin(&with("https://evil.example")).is_err());
-        assert!(guard.check_origin(&TestRequest::default().to_http_request()).is_ok());
+        assert!(
+            guard
+                .check_origin(&TestRequest::default().to_http_request())
+                .is_ok()
+        );
     }
 }

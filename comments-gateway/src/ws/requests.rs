@@ -113,7 +113,14 @@ async fn subscribe(
             return Err(e);
         }
     };
-    let last = page.comments.last().map(|c| c.seq).unwrap_or(0);
+    // The connection has everything up to `since` (from an earlier connection, perhaps on
+    // another instance whose live stream ran ahead of this one's).
+    let last = page
+        .comments
+        .last()
+        .map(|c| c.seq)
+        .unwrap_or(0)
+        .max(sub.since.unwrap_or(0));
     // Only a `since` backlog that stops short leaves live comments out until the next one.
     let behind = sub.since.is_some() && page.more;
     ctx.reply(
@@ -144,14 +151,21 @@ async fn post(ctx: &Ctx, reference: Option<Ref>, post: Post) -> Result<(), Gatew
 }
 
 async fn delete(ctx: &Ctx, reference: Option<Ref>, delete: Delete) -> Result<(), GatewayError> {
-    let seq = ctx.state.comments.delete(ctx.user.as_deref(), &delete).await?;
+    let seq = ctx
+        .state
+        .comments
+        .delete(ctx.user.as_deref(), &delete)
+        .await?;
     ctx.reply(
         reference,
         ServerMessage::Ack(Ack::Deleted {
             id: delete.id.clone(),
         }),
     );
-    ctx.state.comments.deleted(delete.room, delete.id, seq).await;
+    ctx.state
+        .comments
+        .deleted(delete.room, delete.id, seq)
+        .await;
     Ok(())
 }
 

@@ -30,9 +30,19 @@ async fn an_upgrade_from_another_origin_gets_403() {
     settings.allowed_origins = Some("https://books.example".into());
     let app = spawn_with(settings).await;
     let url = app.ws_url(None);
-    assert_eq!(upgrade_status(&url, Some("https://evil.example")).await, 403);
-    assert_eq!(upgrade_status(&url, Some("https://books.example")).await, 101);
-    assert_eq!(upgrade_status(&url, None).await, 101, "no Origin: not a browser");
+    assert_eq!(
+        upgrade_status(&url, Some("https://evil.example")).await,
+        403
+    );
+    assert_eq!(
+        upgrade_status(&url, Some("https://books.example")).await,
+        101
+    );
+    assert_eq!(
+        upgrade_status(&url, None).await,
+        101,
+        "no Origin: not a browser"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,7 +74,10 @@ fn run_binary(envs: &[(&str, &str)]) -> (Option<i32>, String) {
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
         .env("DATA_DIR", "/nonexistent")
-        .env("MONGO_URL", "mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=100")
+        .env(
+            "MONGO_URL",
+            "mongodb://127.0.0.1:1/x?serverSelectionTimeoutMS=100",
+        )
         .env("RUST_LOG", "info");
     for (k, v) in envs {
         command.env(k, v);
@@ -107,7 +120,9 @@ fn the_gateway_refuses_to_start_with_missing_short_or_shipped_secrets() {
         assert_eq!(lines.len(), 1, "one log line: {text}");
         assert!(lines[0].contains(variable), "{envs:?}: {text}");
         assert!(
-            !envs.iter().any(|(_, v)| lines[0].contains(v) && v.len() > 5),
+            !envs
+                .iter()
+                .any(|(_, v)| lines[0].contains(v) && v.len() > 5),
             "the value is not logged: {text}"
         );
     }
@@ -143,7 +158,10 @@ async fn tokens_never_reach_the_logs() {
         dir.path(),
         "logs",
     );
-    assert!(procs::wait_port(port, Duration::from_secs(60)), "gateway up");
+    assert!(
+        procs::wait_port(port, Duration::from_secs(60)),
+        "gateway up"
+    );
     let good = user_token("JD");
     let bad = format!("{}x", user_token("BadComedian"));
     let base = format!("ws://127.0.0.1:{port}/ws?token=");
@@ -152,15 +170,20 @@ async fn tokens_never_reach_the_logs() {
     client.post("logs", "hello").await;
     client.close().await;
     assert_eq!(upgrade_status(&format!("{base}{bad}"), None).await, 401);
-    let resp = reqwest::get(format!("http://127.0.0.1:{port}/rooms/logs/comments?token={good}"))
-        .await
-        .expect("answers");
+    let resp = reqwest::get(format!(
+        "http://127.0.0.1:{port}/rooms/logs/comments?token={good}"
+    ))
+    .await
+    .expect("answers");
     assert_eq!(resp.status().as_u16(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
     gw.signal("TERM");
     gw.wait_gone(Duration::from_secs(20));
     let logs = gw.output();
-    assert!(logs.contains("/ws?token=***"), "the request is logged, redacted");
+    assert!(
+        logs.contains("/ws?token=***"),
+        "the request is logged, redacted"
+    );
     for token in [&good, &bad] {
         let signature = token.rsplit('.').next().unwrap_or(token);
         assert!(!logs.contains(signature), "a token leaked into the logs");

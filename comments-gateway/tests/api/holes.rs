@@ -71,7 +71,11 @@ async fn a_truncated_catch_up_gets_live_comments_once_and_in_order() {
     // Live comments meanwhile must not overtake 501..520.
     pipelined_posts(&mut poster, "t", "live", 3).await;
     let early = comments_until_quiet(&mut reader, Duration::from_millis(700)).await;
-    assert_eq!(early, Vec::<u64>::new(), "live comments ahead of the backlog");
+    assert_eq!(
+        early,
+        Vec::<u64>::new(),
+        "live comments ahead of the backlog"
+    );
     // The next backlog has everything, in order, once; then live goes on.
     let second = reader
         .request("subscribe", json!({"room": "t", "since": 500}))
@@ -137,27 +141,45 @@ async fn a_hung_store_answers_unavailable_in_time_while_pings_go_on() {
                 break 'outer (frame, sent.elapsed());
             }
         }
-        assert!(sent.elapsed() < Duration::from_secs(15), "no answer to the post");
+        assert!(
+            sent.elapsed() < Duration::from_secs(15),
+            "no answer to the post"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let (frame, took) = answer;
     assert_eq!(frame["payload"]["code"], "unavailable", "{frame}");
-    assert!(took >= Duration::from_secs(4), "answered before the deadline: {took:?}");
+    assert!(
+        took >= Duration::from_secs(4),
+        "answered before the deadline: {took:?}"
+    );
     assert!(took < Duration::from_secs(9), "answered late: {took:?}");
-    assert!(longest_pong < Duration::from_secs(1), "pings stalled: {longest_pong:?}");
+    assert!(
+        longest_pong < Duration::from_secs(1),
+        "pings stalled: {longest_pong:?}"
+    );
     assert!(ping >= 10, "pings went on: {ping}");
-    assert!(refused_at_once >= 16, "in-flight requests are bounded: {refused_at_once}");
+    assert!(
+        refused_at_once >= 16,
+        "in-flight requests are bounded: {refused_at_once}"
+    );
 
     mongo.signal("CONT");
     let started = Instant::now();
     let ack = loop {
         let reply = jd
-            .request("post", json!({"room": "h", "text": "while hung", "clientId": "hung-1"}))
+            .request(
+                "post",
+                json!({"room": "h", "text": "while hung", "clientId": "hung-1"}),
+            )
             .await;
         if reply["type"] == "ack" {
             break reply;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no recovery: {reply}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no recovery: {reply}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let id = ack["payload"]["comment"]["id"].clone();
@@ -180,11 +202,10 @@ async fn a_retry_that_finds_its_first_attempt_stored_is_broadcast() {
     let mut jd = app.client(Some(&user_token("JD"))).await;
     jd.subscribe("retry").await;
     // The first attempt was stored, then its gateway died before the fan-out.
-    let mongo = comments_gateway::store::MongoStore::connect(
-        backends.mongo.as_deref().expect("mongo"),
-    )
-    .await
-    .expect("connects");
+    let mongo =
+        comments_gateway::store::MongoStore::connect(backends.mongo.as_deref().expect("mongo"))
+            .await
+            .expect("connects");
     let store = comments_gateway::store::Store::Mongo(mongo);
     let first = store
         .insert(comments_gateway::store::NewComment {
@@ -200,7 +221,10 @@ async fn a_retry_that_finds_its_first_attempt_stored_is_broadcast() {
         .await
         .expect("stored");
     let ack = jd
-        .request("post", json!({"room": "retry", "text": "lost in flight", "clientId": "lost-1"}))
+        .request(
+            "post",
+            json!({"room": "retry", "text": "lost in flight", "clientId": "lost-1"}),
+        )
         .await;
     assert_eq!(ack["payload"]["comment"]["id"], first.comment.id.as_str());
     let delivered = reader.until("comment").await;
@@ -256,7 +280,11 @@ async fn a_hot_room_stores_every_concurrent_post_once() {
         all.extend(poster.await.expect("poster"));
     }
     all.sort_unstable();
-    assert_eq!(all, (1..=200).collect::<Vec<u64>>(), "every post acked once, no seq twice");
+    assert_eq!(
+        all,
+        (1..=200).collect::<Vec<u64>>(),
+        "every post acked once, no seq twice"
+    );
     let mut delivered = Vec::new();
     while delivered.len() < 200 {
         let frame = reader.until("comment").await;

@@ -1,11 +1,12 @@
 //! Integration tests of comments-gateway against real redis-server and SecantusDB.
 
+mod chaos;
 mod cross_instance;
 mod embedded;
 mod faults;
 mod guards;
 mod helpers;
 mod holes;
-mod procs;
 mod http;
+mod procs;
 mod protocol;

@@ -66,7 +66,10 @@ impl Proc {
             {
                 break pid;
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "no pid for {program}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no pid for {program}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         Proc {
@@ -211,7 +214,7 @@ pub fn mongo(port: u16, dir: &Path) -> Proc {
         &[],
         &dir.join(format!("mongo-{port}.log")),
     );
-    assert!(wait_port(port, Duration::from_secs(30), ), "SecantusDB up");
+    assert!(wait_port(port, Duration::from_secs(30),), "SecantusDB up");
     p
 }
 
@@ -227,7 +230,10 @@ pub fn gateway(port: u16, envs: &[(&str, String)], dir: &Path, name: &str) -> Pr
         ("AUTH_TOKEN_SECRET".into(), crate::helpers::SECRET.into()),
         ("WORKERS".into(), "1".into()),
         ("RUST_LOG".into(), "warn".into()),
-        ("DATA_DIR".into(), dir.join(name).to_string_lossy().into_owned()),
+        (
+            "DATA_DIR".into(),
+            dir.join(name).to_string_lossy().into_owned(),
+        ),
         ("DEMO_DIR".into(), "/nonexistent-demo".into()),
     ];
     for (k, v) in envs {

@@ -1,0 +1,762 @@
+//! The chaos suite: gateway processes on a private Redis and SecantusDB, hundreds of clients
+//! that subscribe, reload (close, reconnect, resume with `since`), post with a clientId and retry
+//! on error, while faults hit on a schedule: SIGSTOP/SIGCONT of MongoDB and of Redis, a Redis
+//! restart, SIGKILL + restart of a gateway, SIGTERM + restart of another. Ends with an audit:
+//! every acked comment reached every client subscribed across its seq exactly once, in order
+//! (live or by the client's own resume); no comment was acked under two seqs; every ping was
+//! answered within `CHAOS_PING_MAX_MS` except while the client's own instance was down.
+//!
+//! Short schedule by default (the README's test command); the long mode is
+//! `CHAOS_SECS=1800 scripts/chaos.sh` (see there). Knobs: `CHAOS_SECS`, `CHAOS_CLIENTS`,
+//! `CHAOS_POSTERS`, `CHAOS_RATE` (posts/s in all), `CHAOS_ROOMS`, `CHAOS_ROOMS_PER_CLIENT`,
+//! `CHAOS_INSTANCES`, `CHAOS_FAULT_EVERY` (s), `CHAOS_PING_MAX_MS`, `CHAOS_GATEWAY_BIN`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::user_token;
+use crate::procs::{self, Proc};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    secs: u64,
+    clients: usize,
+    posters: usize,
+    rate: f64,
+    rooms: usize,
+    rooms_per_client: usize,
+    instances: usize,
+    fault_every: u64,
+    ping_max: Duration,
+}
+
+impl Config {
+    fn from_env() -> Self {
+        let secs = env_or("CHAOS_SECS", 60u64);
+        let long = secs >= 600;
+        Self {
+            secs,
+            clients: env_or("CHAOS_CLIENTS", if long { 2000 } else { 200 }),
+            posters: env_or("CHAOS_POSTERS", if long { 40 } else { 12 }),
+            rate: env_or("CHAOS_RATE", if long { 20.0 } else { 6.0 }),
+            rooms: env_or("CHAOS_ROOMS", 4usize).max(1),
+            rooms_per_client: env_or("CHAOS_ROOMS_PER_CLIENT", 2usize).max(1),
+            instances: env_or("CHAOS_INSTANCES", if long { 2 } else { 3 }).max(2),
+            fault_every: env_or("CHAOS_FAULT_EVERY", if long { 60 } else { 8 }).max(2),
+            ping_max: Duration::from_millis(env_or("CHAOS_PING_MAX_MS", 1000)),
+        }
+    }
+}
+
+/// Times an instance could not answer (from the fault until it listens again).
+#[derive(Default)]
+struct Downtime {
+    windows: Mutex<Vec<(usize, Instant, Option<Instant>)>>,
+}
+
+impl Downtime {
+    fn begin(&self, instance: usize) {
+        self.lock().push((instance, Instant::now(), None));
+    }
+
+    fn end(&self, instance: usize) {
+        let now = Instant::now();
+        for w in self.lock().iter_mut() {
+            if w.0 == instance && w.2.is_none() {
+                w.2 = Some(now);
+            }
+        }
+    }
+
+    /// True when `instance` was down at some point in `[from, to]` (plus a grace for the
+    /// client to notice).
+    fn excuses(&self, instance: usize, from: Instant, to: Instant) -> bool {
+        let grace = Duration::from_secs(3);
+        self.lock().iter().any(|&(i, start, end)| {
+            i == instance && start <= to && end.map_or(true, |e| e + grace >= from)
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Instant, Option<Instant>)>> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What every client shares with the conductor.
+struct Shared {
+    config: Config,
+    ports: Vec<u16>,
+    downtime: Downtime,
+    stop_posting: AtomicBool,
+    finish: AtomicBool,
+    /// clientId -> (room, seq, id) of its ack.
+    acked: Mutex<HashMap<String, (String, u64, String)>>,
+    violations: Mutex<Vec<String>>,
+    posts_sent: AtomicU64,
+    post_errors: AtomicU64,
+    reloads: AtomicU64,
+    reconnects: AtomicU64,
+    pings: AtomicU64,
+    /// Longest ping answer not excused by the client's own instance being down, in ms.
+    longest_ping_ms: AtomicU64,
+    pending_posts: AtomicU64,
+}
+
+impl Shared {
+    fn violation(&self, text: String) {
+        let mut v = self.violations.lock().unwrap_or_else(|p| p.into_inner());
+        if v.len() < 1000 {
+            v.push(text);
+        }
+    }
+
+    fn ack(&self, client_id: &str, room: &str, seq: u64, id: &str) {
+        let mut acked = self.acked.lock().unwrap_or_else(|p| p.into_inner());
+        match acked.get(client_id) {
+            Some((_, s, i)) if *s != seq || i != id => {
+                let text = format!("clientId {client_id} acked as seq {s} and as seq {seq}");
+                drop(acked);
+                self.violation(text);
+            }
+            Some(_) => {}
+            None => {
+                acked.insert(client_id.to_owned(), (room.to_owned(), seq, id.to_owned()));
+            }
+        }
+    }
+}
+
+/// One client's view of its rooms.
+#[derive(Default)]
+struct View {
+    /// First seq the client is responsible for, per room (exclusive).
+    start: HashMap<String, u64>,
+    /// Last seq seen, per room.
+    last: HashMap<String, u64>,
+    /// Every comment seen, per room, in arrival order.
+    seen: HashMap<String, Vec<(u64, String)>>,
+}
+
+impl View {
+    /// Takes comments of `room` (live or backlog); false on a duplicate or reordering.
+    fn take(&mut self, room: &str, seq: u64, id: &str) -> bool {
+        let last = self.last.entry(room.to_owned()).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        self.seen
+            .entry(room.to_owned())
+            .or_default()
+            .push((seq, id.to_owned()));
+        true
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Ws, frame: Value) -> bool {
+    ws.send(Message::text(frame.to_string())).await.is_ok()
+}
+
+fn pseudo_random(seed: u64) -> u64 {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51afd7ed558ccd);
+    x ^ (x >> 33)
+}
+
+async fn run_client(index: usize, shared: Arc<Shared>, view: Arc<Mutex<View>>) {
+    let config = &shared.config;
+    let rooms: Vec<String> = (0..config.rooms_per_client.min(config.rooms))
+        .map(|k| format!("c{}", (index + k) % config.rooms))
+        .collect();
+    let poster = index < config.posters;
+    let user = format!("u{index}");
+    let token = user_token(&user);
+    let post_every = Duration::from_secs_f64(config.posters as f64 / config.rate.max(0.01));
+    let mut instance = index % shared.ports.len();
+    let mut round = 0u64;
+    let mut post_no = 0u64;
+    // (clientId, room) of the post waiting for its ack, and when it was last sent.
+    let mut pending: Option<(String, String, Option<Instant>)> = None;
+    let mut next_post = Instant::now() + post_every.mul_f64((index as f64 * 0.37) % 1.0);
+    loop {
+        if shared.finish.load(Ordering::Acquire) {
+            return;
+        }
+        round += 1;
+        let url = format!("ws://127.0.0.1:{}/ws?token={token}", shared.ports[instance]);
+        let ws = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(&url),
+        )
+        .await;
+        let mut ws = match ws {
+            Ok(Ok((ws, _))) => ws,
+            _ => {
+                instance = (instance + 1) % shared.ports.len();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+        };
+        let reload_in = Duration::from_secs(10 + pseudo_random(index as u64 * 31 + round) % 30);
+        let reload_at = Instant::now() + reload_in;
+        // Subscribe every room: first time the latest one, afterwards from the last seen.
+        let mut ready: HashMap<String, bool> = HashMap::new();
+        let mut ok = true;
+        for room in &rooms {
+            let since = view
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last
+                .get(room)
+                .copied();
+            let payload = match since {
+                Some(since) => json!({"room": room, "since": since}),
+                None => json!({"room": room, "limit": 1}),
+            };
+            ok &= send(
+                &mut ws,
+                json!({"type": "subscribe", "ref": format!("sub:{room}"), "payload": payload}),
+            )
+            .await;
+            ready.insert(room.clone(), false);
+        }
+        if pending.as_ref().is_some_and(|p| p.2.is_some()) {
+            // Sent on the previous connection: send again once subscribed.
+            if let Some(p) = pending.as_mut() {
+                p.2 = None;
+            }
+        }
+        let mut ping_no = 0u64;
+        let mut ping_out: Option<(String, Instant)> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut deliberate = false;
+        while ok {
+            tokio::select! {
+                msg = ws.next() => {
+                    let text = match msg {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                        Some(Ok(_)) => continue,
+                    };
+                    let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                    let reference = frame["ref"].as_str().unwrap_or("").to_owned();
+                    match frame["type"].as_str().unwrap_or("") {
+                        "subscribed" => {
+                            let room = frame["payload"]["room"].as_str().unwrap_or("").to_owned();
+                            let comments = frame["payload"]["comments"].as_array().cloned().unwrap_or_default();
+                            let truncated = frame["payload"]["truncated"].as_bool().unwrap_or(false);
+                            let (first, since) = {
+                            let mut v = view.lock().unwrap_or_else(|p| p.into_inner());
+                            let first = !v.start.contains_key(&room);
+                            if first {
+                                let start = comments.last().and_then(|c| c["seq"].as_u64()).unwrap_or(0);
+                                v.start.insert(room.clone(), start);
+                                v.last.insert(room.clone(), start);
+                            } else {
+                                for c in &comments {
+                                    let seq = c["seq"].as_u64().unwrap_or(0);
+                                    let id = c["id"].as_str().unwrap_or("");
+                                    if !v.take(&room, seq, id) {
+                                        shared.violation(format!("client {index} room {room}: backlog seq {seq} again or out of order"));
+                                    }
+                                }
+                            }
+                            let since = v.last.get(&room).copied().unwrap_or(0);
+                            (first, since)
+                            };
+                            if truncated && !first {
+                                ok &= send(&mut ws, json!({"type": "subscribe", "ref": format!("sub:{room}"), "payload": {"room": room, "since": since}})).await;
+                            } else {
+                                ready.insert(room, true);
+                            }
+                        }
+                        "comment" => {
+                            let room = frame["payload"]["room"].as_str().unwrap_or("");
+                            let seq = frame["payload"]["seq"].as_u64().unwrap_or(0);
+                            let id = frame["payload"]["id"].as_str().unwrap_or("");
+                            let fresh = view.lock().unwrap_or_else(|p| p.into_inner()).take(room, seq, id);
+                            if !fresh {
+                                shared.violation(format!("client {index} room {room}: live seq {seq} twice or out of order"));
+                            }
+                        }
+                        "pong" => {
+                            if let Some((r, sent)) = &ping_out && *r == reference {
+                                let rtt = sent.elapsed();
+                                if rtt > Duration::from_millis(shared.longest_ping_ms.load(Ordering::Relaxed))
+                                    && !shared.downtime.excuses(instance, *sent, Instant::now())
+                                {
+                                    shared.longest_ping_ms.fetch_max(rtt.as_millis() as u64, Ordering::Relaxed);
+                                }
+                                shared.pings.fetch_add(1, Ordering::Relaxed);
+                                ping_out = None;
+                            }
+                        }
+                        "ack" => {
+                            if let Some(client_id) = reference.strip_prefix("post:") {
+                                let c = &frame["payload"]["comment"];
+                                let room = c["room"].as_str().unwrap_or("");
+                                shared.ack(client_id, room, c["seq"].as_u64().unwrap_or(0), c["id"].as_str().unwrap_or(""));
+                                if pending.as_ref().is_some_and(|p| p.0 == client_id) {
+                                    pending = None;
+                                    shared.pending_posts.fetch_sub(1, Ordering::AcqRel);
+                                }
+                            }
+                        }
+                        "error" => {
+                            if reference.starts_with("post:") {
+                                shared.post_errors.fetch_add(1, Ordering::Relaxed);
+                                if let Some(p) = pending.as_mut() {
+                                    // Retry with the same clientId a little later.
+                                    p.2 = Some(Instant::now() - Duration::from_secs(7));
+                                }
+                            } else if let Some(room) = reference.strip_prefix("sub:") {
+                                let since = view.lock().unwrap_or_else(|p| p.into_inner()).last.get(room).copied();
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                let payload = match since {
+                                    Some(since) => json!({"room": room, "since": since}),
+                                    None => json!({"room": room, "limit": 1}),
+                                };
+                                ok &= send(&mut ws, json!({"type": "subscribe", "ref": reference, "payload": payload})).await;
+                            } else if frame["payload"]["code"] != "unavailable" {
+                                shared.violation(format!("client {index}: unexpected {frame}"));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if shared.finish.load(Ordering::Acquire) {
+                        deliberate = true;
+                        break;
+                    }
+                    if ping_out.is_none() {
+                        ping_no += 1;
+                        let r = format!("ping:{ping_no}");
+                        ok &= send(&mut ws, json!({"type": "ping", "ref": r, "payload": {}})).await;
+                        ping_out = Some((r, now));
+                    }
+                    if poster && pending.is_none() && !shared.stop_posting.load(Ordering::Acquire) && now >= next_post {
+                        post_no += 1;
+                        next_post = now + post_every;
+                        pending = Some((format!("{user}-{post_no}"), rooms[0].clone(), None));
+                        shared.pending_posts.fetch_add(1, Ordering::AcqRel);
+                    }
+                    let room_ready = pending.as_ref().is_some_and(|p| ready.get(&p.1).copied().unwrap_or(false));
+                    if let Some(p) = pending.as_mut()
+                        && room_ready
+                        && p.2.is_none_or(|sent| sent.elapsed() > Duration::from_secs(8))
+                    {
+                        p.2 = Some(now);
+                        shared.posts_sent.fetch_add(1, Ordering::Relaxed);
+                        let frame = json!({"type": "post", "ref": format!("post:{}", p.0),
+                            "payload": {"room": p.1, "text": format!("chaos {}", p.0), "clientId": p.0}});
+                        ok &= send(&mut ws, frame).await;
+                    }
+                    if now >= reload_at && !shared.stop_posting.load(Ordering::Acquire) {
+                        deliberate = true;
+                        shared.reloads.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }
+        if !deliberate {
+            shared.reconnects.fetch_add(1, Ordering::Relaxed);
+            if let Some((_, sent)) = &ping_out {
+                let age = sent.elapsed();
+                if age > shared.config.ping_max
+                    && !shared.downtime.excuses(instance, *sent, Instant::now())
+                {
+                    shared
+                        .longest_ping_ms
+                        .fetch_max(age.as_millis() as u64, Ordering::Relaxed);
+                }
+            }
+            instance = (instance + 1) % shared.ports.len();
+        } else {
+            instance = pseudo_random(index as u64 ^ round) as usize % shared.ports.len();
+        }
+        let _ = ws.close(None).await;
+        if let Some(p) = pending.as_mut() {
+            p.2 = None;
+        }
+    }
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    redis_port: u16,
+    redis: Proc,
+    mongo: Proc,
+    gateways: Vec<Proc>,
+    envs: Vec<(&'static str, String)>,
+}
+
+impl Cluster {
+    fn start(ports: &[u16]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let redis_port = procs::port();
+        let mongo_port = procs::port();
+        let redis = procs::redis(redis_port, dir.path());
+        let mongo = procs::mongo(mongo_port, dir.path());
+        let envs = vec![
+            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+            (
+                "MONGO_URL",
+                format!(
+                    "mongodb://127.0.0.1:{mongo_port}/chaos?directConnection=true&serverSelectionTimeoutMS=2000"
+                ),
+            ),
+            ("HEARTBEAT_MS", "5000".to_owned()),
+        ];
+        let mut cluster = Cluster {
+            dir,
+            redis_port,
+            redis,
+            mongo,
+            gateways: Vec::new(),
+            envs,
+        };
+        for (i, &port) in ports.iter().enumerate() {
+            let gw = cluster.gateway(i, port);
+            cluster.gateways.push(gw);
+        }
+        for &port in ports {
+            assert!(
+                procs::wait_port(port, Duration::from_secs(60)),
+                "gateway up"
+            );
+        }
+        cluster
+    }
+
+    fn gateway(&self, i: usize, port: u16) -> Proc {
+        let mut envs = self.envs.clone();
+        envs.push(("INSTANCE_ID", format!("chaos-{i}")));
+        procs::gateway(port, &envs, self.dir.path(), &format!("gw{i}"))
+    }
+
+    fn logs(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+/// The fault schedule, one every `fault_every` seconds, cycling through the kinds.
+async fn inject_faults(
+    cluster: Arc<Mutex<Cluster>>,
+    shared: Arc<Shared>,
+    until: Instant,
+) -> Vec<String> {
+    let mut done = Vec::new();
+    let every = Duration::from_secs(shared.config.fault_every);
+    let n = shared.ports.len();
+    let mut kind = 0usize;
+    loop {
+        tokio::time::sleep(every).await;
+        if Instant::now() + Duration::from_secs(3) >= until {
+            return done;
+        }
+        let started = Instant::now();
+        let c = cluster.clone();
+        let s = shared.clone();
+        let k = kind;
+        let what = tokio::task::spawn_blocking(move || {
+            let stall = Duration::from_secs(4);
+            let long_stall = Duration::from_secs(6);
+            match k % 5 {
+                0 => {
+                    let cl = c.lock().unwrap_or_else(|p| p.into_inner());
+                    // Longer than the post deadline: posts get `unavailable` and are retried.
+                    cl.mongo.signal("STOP");
+                    std::thread::sleep(long_stall);
+                    cl.mongo.signal("CONT");
+                    "MongoDB SIGSTOP 6 s".to_owned()
+                }
+                1 => {
+                    let cl = c.lock().unwrap_or_else(|p| p.into_inner());
+                    cl.redis.signal("STOP");
+                    std::thread::sleep(stall);
+                    cl.redis.signal("CONT");
+                    "Redis SIGSTOP 4 s".to_owned()
+                }
+                2 => {
+                    let mut cl = c.lock().unwrap_or_else(|p| p.into_inner());
+                    cl.redis.kill();
+                    std::thread::sleep(Duration::from_secs(1));
+                    let port = cl.redis_port;
+                    let dir = cl.logs();
+                    cl.redis = procs::redis(port, &dir);
+                    "Redis restart (SIGKILL, 1 s down)".to_owned()
+                }
+                3 | 4 => {
+                    let kill = k % 5 == 3;
+                    // SIGKILL hits instance 1, SIGTERM another one (2, or 0 with two).
+                    let i = match (kill, n) {
+                        (true, _) => 1 % n,
+                        (false, 2) => 0,
+                        (false, _) => 2,
+                    };
+                    s.downtime.begin(i);
+                    let port = s.ports[i];
+                    let mut cl = c.lock().unwrap_or_else(|p| p.into_inner());
+                    if kill {
+                        cl.gateways[i].kill();
+                    } else {
+                        cl.gateways[i].signal("TERM");
+                        if !cl.gateways[i].wait_gone(Duration::from_secs(30)) {
+                            cl.gateways[i].kill();
+                        }
+                    }
+                    let gw = cl.gateway(i, port);
+                    cl.gateways[i] = gw;
+                    drop(cl);
+                    procs::wait_port(port, Duration::from_secs(60));
+                    s.downtime.end(i);
+                    format!(
+                        "gateway {i} {} and restarted",
+                        if kill { "SIGKILL" } else { "SIGTERM" }
+                    )
+                }
+                _ => String::new(),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| "fault task panicked".to_owned());
+        done.push(format!(
+            "t={:>4}s {what} ({:.1} s)",
+            shared_elapsed(&shared),
+            started.elapsed().as_secs_f64()
+        ));
+        kind += 1;
+    }
+}
+
+static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn shared_elapsed(_: &Shared) -> u64 {
+    T0.get().map(|t| t.elapsed().as_secs()).unwrap_or(0)
+}
+
+fn rss_line(cluster: &Cluster) -> String {
+    cluster
+        .gateways
+        .iter()
+        .enumerate()
+        .map(|(i, g)| format!("gw{i} {} MiB", g.rss_kib().unwrap_or(0) / 1024))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
+    let config = Config::from_env();
+    T0.get_or_init(Instant::now);
+    let ports: Vec<u16> = (0..config.instances).map(|_| procs::port()).collect();
+    let cluster = tokio::task::spawn_blocking({
+        let ports = ports.clone();
+        move || Cluster::start(&ports)
+    })
+    .await
+    .expect("cluster starts");
+    let cluster = Arc::new(Mutex::new(cluster));
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        ports: ports.clone(),
+        downtime: Downtime::default(),
+        stop_posting: AtomicBool::new(false),
+        finish: AtomicBool::new(false),
+        acked: Mutex::new(HashMap::new()),
+        violations: Mutex::new(Vec::new()),
+        posts_sent: AtomicU64::new(0),
+        post_errors: AtomicU64::new(0),
+        reloads: AtomicU64::new(0),
+        reconnects: AtomicU64::new(0),
+        pings: AtomicU64::new(0),
+        longest_ping_ms: AtomicU64::new(0),
+        pending_posts: AtomicU64::new(0),
+    });
+    let views: Vec<Arc<Mutex<View>>> = (0..config.clients)
+        .map(|_| Arc::new(Mutex::new(View::default())))
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, view) in views.iter().enumerate() {
+        tasks.push(tokio::spawn(run_client(i, shared.clone(), view.clone())));
+        if i % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let started = Instant::now();
+    let until = started + Duration::from_secs(config.secs);
+    let faults = tokio::spawn(inject_faults(cluster.clone(), shared.clone(), until));
+    let mut rss_at_5min = None;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if rss_at_5min.is_none() && started.elapsed() >= Duration::from_secs(300) {
+            rss_at_5min = Some(rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner())));
+        }
+    }
+    let faults = faults.await.expect("faults");
+    // Settle: posts in flight get their acks, then every client catches up live.
+    shared.stop_posting.store(true, Ordering::Release);
+    let settle = Instant::now();
+    while shared.pending_posts.load(Ordering::Acquire) > 0
+        && settle.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unfinished_posts = shared.pending_posts.load(Ordering::Acquire);
+    let acked: HashMap<String, (String, u64, String)> = shared
+        .acked
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut top: HashMap<String, u64> = HashMap::new();
+    for (room, seq, _) in acked.values() {
+        let t = top.entry(room.clone()).or_insert(0);
+        *t = (*t).max(*seq);
+    }
+    let caught_up = || {
+        views.iter().all(|v| {
+            let v = v.lock().unwrap_or_else(|p| p.into_inner());
+            v.start.keys().all(|room| {
+                v.last.get(room).copied().unwrap_or(0) >= top.get(room).copied().unwrap_or(0)
+            })
+        })
+    };
+    let catch_up = Instant::now();
+    while !caught_up() && catch_up.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    shared.finish.store(true, Ordering::Release);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    let rss_end = rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner()));
+
+    // Audit.
+    let mut problems: Vec<String> = shared
+        .violations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut by_seq: HashMap<(String, u64), String> = HashMap::new();
+    for (client_id, (room, seq, id)) in &acked {
+        if let Some(other) = by_seq.insert((room.clone(), *seq), id.clone())
+            && other != *id
+        {
+            problems.push(format!(
+                "{room} seq {seq} acked for two comments ({client_id})"
+            ));
+        }
+    }
+    let mut deliveries = 0usize;
+    let mut missing = 0usize;
+    for (c, view) in views.iter().enumerate() {
+        let v = view.lock().unwrap_or_else(|p| p.into_inner());
+        for (room, start) in &v.start {
+            let seen: HashMap<u64, &str> = v
+                .seen
+                .get(room)
+                .map(|s| s.iter().map(|(seq, id)| (*seq, id.as_str())).collect())
+                .unwrap_or_default();
+            deliveries += seen.len();
+            for ((r, seq), id) in &by_seq {
+                if r != room || seq <= start {
+                    continue;
+                }
+                match seen.get(seq) {
+                    Some(got) if got == id => {}
+                    Some(got) => problems.push(format!(
+                        "client {c} {room} seq {seq}: got {got}, acked {id}"
+                    )),
+                    None => {
+                        missing += 1;
+                        if missing <= 20 {
+                            problems.push(format!("client {c} {room} seq {seq}: never delivered"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let longest = shared.longest_ping_ms.load(Ordering::Relaxed);
+    println!("== chaos figures ({} s of faults)", config.secs);
+    println!(
+        "clients {} on {} instances, {} rooms ({} per client), {} posters at {}/s in all",
+        config.clients,
+        config.instances,
+        config.rooms,
+        config.rooms_per_client,
+        config.posters,
+        config.rate
+    );
+    println!(
+        "posts acked {}, post frames sent {} (retries included), post errors {}, unfinished {}",
+        acked.len(),
+        shared.posts_sent.load(Ordering::Relaxed),
+        shared.post_errors.load(Ordering::Relaxed),
+        unfinished_posts
+    );
+    println!(
+        "deliveries checked {deliveries}, missing {missing}, reloads {}, reconnects after faults {}, pings {}",
+        shared.reloads.load(Ordering::Relaxed),
+        shared.reconnects.load(Ordering::Relaxed),
+        shared.pings.load(Ordering::Relaxed)
+    );
+    println!("longest ping answer outside the client's own instance downtime: {longest} ms");
+    println!("faults ({}):", faults.len());
+    for f in &faults {
+        println!("  {f}");
+    }
+    if let Some(rss) = &rss_at_5min {
+        println!("RSS at 5 min: {rss}");
+    }
+    println!("RSS at end: {rss_end}");
+    if !problems.is_empty() {
+        let cl = cluster.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, g) in cl.gateways.iter().enumerate() {
+            let out = g.output();
+            let tail: Vec<&str> = out.lines().rev().take(15).collect();
+            println!(
+                "-- gw{i} log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "audit failed:\n{}",
+        problems.join("\n")
+    );
+    assert!(!acked.is_empty(), "nothing was posted");
+    assert_eq!(unfinished_posts, 0, "posts never acked");
+    assert!(
+        longest <= config.ping_max.as_millis() as u64,
+        "a ping waited {longest} ms"
+    );
+    assert!(
+        faults.len() >= 5 || config.secs < config.fault_every * 6,
+        "faults ran: {faults:?}"
+    );
+}
