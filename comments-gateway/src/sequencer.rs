@@ -188,11 +188,11 @@ impl Sequencer {
             Event::Update { seq, frame } => (seq, None, Some(frame)),
         };
         let slot = self.pending.entry(seq).or_default();
-        if let Some(frame) = comment {
-            if slot.comment.is_none() {
-                slot.comment = Some(frame);
-                self.held += 1;
-            }
+        if let Some(frame) = comment
+            && slot.comment.is_none()
+        {
+            slot.comment = Some(frame);
+            self.held += 1;
         }
         if let Some(frame) = update {
             slot.updates.push(frame);

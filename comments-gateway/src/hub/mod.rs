@@ -493,8 +493,11 @@ impl BusListener for Hub {
                 let room = comment.room.clone();
                 let seq = comment.seq;
                 let frame = ByteString::from(
-                    ServerFrame::push(ServerMessage::CommentEdited(CommentEdited { room: room.clone(), comment }))
-                        .encode(),
+                    ServerFrame::push(ServerMessage::CommentEdited(CommentEdited {
+                        room: room.clone(),
+                        comment,
+                    }))
+                    .encode(),
                 );
                 self.update(&room, seq, frame);
             }

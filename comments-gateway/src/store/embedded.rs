@@ -267,7 +267,7 @@ impl EmbeddedStore {
         for answer in answers {
             let result = match answer {
                 Some(answer) => match answer.await {
-                    Ok(Ok(Done::Inserted(inserted))) => Ok(inserted),
+                    Ok(Ok(Done::Inserted(inserted))) => Ok(*inserted),
                     Ok(Ok(Done::Deleted(_))) => Err(internal(anyhow::anyhow!(
                         "writer answered a post with a delete"
                     ))),

@@ -1,8 +1,8 @@
 //! The MongoDB `comments` collection.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -365,7 +365,9 @@ impl MongoStore {
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
-                    Err(StoreError::Internal(anyhow::anyhow!("a post got no result")))
+                    Err(StoreError::Internal(anyhow::anyhow!(
+                        "a post got no result"
+                    )))
                 })
             })
             .collect()

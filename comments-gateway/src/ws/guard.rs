@@ -64,7 +64,7 @@ impl UpgradeGuard {
             .trim()
             .trim_end_matches('/')
             .to_ascii_lowercase();
-        if allowed.iter().any(|a| *a == origin) {
+        if allowed.contains(&origin) {
             Ok(())
         } else {
             Err(GatewayError::Forbidden(

@@ -87,7 +87,7 @@ impl Downtime {
     fn excuses(&self, instance: usize, from: Instant, to: Instant) -> bool {
         let grace = Duration::from_secs(3);
         self.lock().iter().any(|&(i, start, end)| {
-            i == instance && start <= to && end.map_or(true, |e| e + grace >= from)
+            i == instance && start <= to && end.is_none_or(|e| e + grace >= from)
         })
     }
 

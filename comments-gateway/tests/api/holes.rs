@@ -217,6 +217,7 @@ async fn a_retry_that_finds_its_first_attempt_stored_is_broadcast() {
             text: CommentText::parse("lost in flight").expect("text"),
             client_id: Some(ClientId::parse("lost-1").expect("client id")),
             created_ms: comments_gateway::store::now_millis(),
+            reply_to: None,
         })
         .await
         .expect("stored");
