@@ -8,8 +8,10 @@
 - ports agree: compose PORT / ports / expose, Dockerfile EXPOSE and ENV PORT per target, nginx
   upstream and listen, the URLs services use to reach each other, k8s containerPort, probes,
   Services and the Ingress;
-- a small kustomize build (resources, namespace, images, strategic-merge patches) of the base
-  and the example overlay, every listed file exists, every patch hits a resource;
+- a small kustomize build (resources, namespace, images, strategic-merge patches, secret
+  generators) of the base and the example overlay, every listed file exists, every patch hits a
+  resource; the base ships no Secret and the overlay's comes from a git-ignored env file whose
+  committed example holds only placeholders the services refuse;
 - every built manifest validates against the Kubernetes JSON schemas, offline, with the PyPI
   package kubernetes-validate (bundled schemas, strict mode: unknown fields are errors).
 
@@ -18,6 +20,7 @@ PyYAML and kubernetes-validate come from scripts/test-deps.sh (a venv in
 scripts/test.sh sets it), where a missing package is a failure.
 """
 
+import base64
 import copy
 import os
 import re
@@ -61,6 +64,8 @@ REQUIRED = {
     },
 }
 SECRETS = {"AUTH_SESSION_SECRET", "AUTH_TOKEN_SECRET", "ADMIN_TOKEN"}
+# What service_kit::secrets refuses besides short values: every value starting with this.
+PLACEHOLDER_PREFIX = "change-me"
 
 
 def need_yaml(test):
@@ -228,8 +233,46 @@ def containers_of(doc):
     return spec.get("containers", []) + spec.get("initContainers", [])
 
 
-def kustomize_build(directory, problems):
+def generated_secret(directory, spec, problems, examples):
+    """A secretGenerator's Secret. An `envs` file that is missing (it is git-ignored: the
+    operator writes it) is read from its committed `<file>.example` and noted in `examples`."""
+    data = {}
+    for env in spec.get("envs", []):
+        path = directory / env
+        if not path.is_file():
+            example = directory / f"{env}.example"
+            if not example.is_file():
+                problems.append(f"{directory}: secretGenerator env file {env} (nor {env}.example) exists")
+                continue
+            examples.append(example)
+            path = example
+        data.update(read_env_file(path))
+    for literal in spec.get("literals", []):
+        key, _, value = literal.partition("=")
+        data[key] = value
+    name = spec["name"]
+    if not spec.get("options", {}).get("disableNameSuffixHash"):
+        problems.append(f"{directory}: secretGenerator {name} would get a hash suffix the Deployments do not name")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "type": spec.get("type", "Opaque"),
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def secret_values(doc):
+    """A Secret's values, decoded."""
+    values = dict(doc.get("stringData") or {})
+    for k, v in (doc.get("data") or {}).items():
+        values[k] = base64.b64decode(v).decode()
+    return values
+
+
+def kustomize_build(directory, problems, examples=None):
     """The resources `kustomize build directory` would print (as far as this subset goes)."""
+    examples = [] if examples is None else examples
     directory = Path(directory)
     kfile = directory / "kustomization.yaml"
     if not kfile.is_file():
@@ -240,11 +283,13 @@ def kustomize_build(directory, problems):
     for res in k.get("resources", []):
         path = (directory / res).resolve()
         if path.is_dir():
-            out += kustomize_build(path, problems)
+            out += kustomize_build(path, problems, examples)
         elif path.is_file():
             out += load_yaml_docs(path)
         else:
             problems.append(f"{kfile}: resource {res} does not exist")
+    for spec in k.get("secretGenerator", []):
+        out.append(generated_secret(directory, spec, problems, examples))
     for p in k.get("patches", []) + [{"path": p} for p in k.get("patchesStrategicMerge", [])]:
         path = directory / p["path"]
         if not path.is_file():
@@ -509,9 +554,13 @@ class Kubernetes(unittest.TestCase):
                 ("HorizontalPodAutoscaler", "comments-gateway"),
                 ("PodDisruptionBudget", "comments-gateway"),
                 ("ConfigMap", "book-library-config"),
-                ("Secret", "book-library-secrets"),
             ):
                 self.assertIn(want, kinds, d)
+            secret = ("Secret", "book-library-secrets")
+            if d == K8S / "base":
+                self.assertNotIn(secret, kinds, "the base ships no Secret: the overlay makes it")
+            else:
+                self.assertIn(secret, kinds, f"{d}: the overlay must create the Secret")
             self.assertTrue(any(k == "Ingress" for k, _ in kinds), d)
             names = [(x["kind"], x["metadata"]["name"]) for x in docs]
             self.assertEqual(len(names), len(set(names)), f"{d}: duplicate resources")
@@ -539,7 +588,8 @@ class Kubernetes(unittest.TestCase):
         for d, docs in self.built().items():
             by = {(x["kind"], x["metadata"]["name"]): x for x in docs}
             config = by[("ConfigMap", "book-library-config")]["data"]
-            secret = by[("Secret", "book-library-secrets")].get("stringData", {})
+            secret_doc = by.get(("Secret", "book-library-secrets"))
+            secret = secret_values(secret_doc) if secret_doc else None
             for name in SERVICES:
                 dep = by[("Deployment", name)]
                 pod = dep["spec"]["template"]["spec"]
@@ -556,7 +606,7 @@ class Kubernetes(unittest.TestCase):
                     ref = e.get("valueFrom", {})
                     if "configMapKeyRef" in ref:
                         self.assertIn(ref["configMapKeyRef"]["key"], config, e["name"])
-                    if "secretKeyRef" in ref:
+                    if "secretKeyRef" in ref and secret is not None:
                         self.assertIn(ref["secretKeyRef"]["key"], secret, e["name"])
                 for s in SECRETS & set(env):
                     self.assertIn("secretKeyRef", env[s].get("valueFrom", {}), f"{name} {s}")
@@ -605,6 +655,40 @@ class Kubernetes(unittest.TestCase):
             for backend in routes.values():
                 svc = by[("Service", backend["name"])]
                 self.assertIn(backend["port"].get("name"), [p["name"] for p in svc["spec"]["ports"]])
+
+
+class ShippedSecrets(unittest.TestCase):
+    """The project ships no usable secret: its examples hold placeholders the services refuse."""
+
+    def test_the_rule_refuses_the_placeholder_prefix(self):
+        rule = (ROOT / "service-kit" / "src" / "secrets.rs").read_text(encoding="utf-8")
+        self.assertIn(f'starts_with("{PLACEHOLDER_PREFIX}")', rule)
+
+    def test_env_example_secrets_are_placeholders(self):
+        values = read_env_file()
+        for name in SECRETS:
+            self.assertTrue(values[name].lower().startswith(PLACEHOLDER_PREFIX), name)
+
+    def test_k8s_secret_values_come_from_an_ignored_file(self):
+        need_yaml(self)
+        ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+        for d in k8s_dirs():
+            problems, examples = [], []
+            docs = kustomize_build(d, problems, examples)
+            self.assertEqual(problems, [], d)
+            for doc in docs:
+                if doc["kind"] != "Secret":
+                    continue
+                self.assertTrue(examples, f"{d}: a Secret with committed values")
+                values = secret_values(doc)
+                self.assertEqual(SECRETS - set(values), set(), d)
+                for name in SECRETS:
+                    self.assertTrue(values[name].lower().startswith(PLACEHOLDER_PREFIX), f"{d} {name}")
+            for example in examples:
+                real = example.relative_to(ROOT).with_suffix("")
+                pattern = "/" + str(real.parent.parent / "*" / real.name)
+                self.assertTrue(str(real) in ignored or "/" + str(real) in ignored or pattern in ignored,
+                                f"{real} must be git-ignored")
 
 
 class DocumentedNames(unittest.TestCase):

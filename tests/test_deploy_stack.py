@@ -2,7 +2,8 @@
 them, then the seed scenario and a rolling-restart drill over HTTP and WebSocket.
 
 Each process gets the environment its container would get: the Dockerfile target's ENV, then
-compose's `environment:` interpolated from .env.example; compose host names become 127.0.0.1 and
+compose's `environment:` interpolated from .env.example with its secret placeholders replaced
+by random values (as a user who edited .env has them); compose host names become 127.0.0.1 and
 every port a free one (the two gateway replicas get one each), /app paths become this checkout
 (/app/.data a temporary folder), and MongoDB URLs get `directConnection=true` for the test server.
 Redis runs with the compose `command`, MongoDB is SecantusDB seeded from data/mongo/init-db.js
@@ -21,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -144,7 +146,12 @@ class ComposeStack:
         self.tmp = Path(tempfile.mkdtemp(prefix="deploy-stack-"))
         self.procs = {}
         self.compose = deploy.load_compose()
-        self.env_file = deploy.read_env_file()
+        # .env as a user who followed .env.example has it: real random secrets in place of the
+        # placeholders (which the services refuse).
+        self.example_env = deploy.read_env_file()
+        self.env_file = dict(self.example_env)
+        for name in deploy.SECRETS:
+            self.env_file[name] = secrets.token_hex(32)
         self.redis_port = free_port()
         self.mongo_port = free_port()
         self.ports = {
@@ -187,9 +194,9 @@ class ComposeStack:
             return urlunparse((u.scheme, netloc, u.path, u.params, query, u.fragment))
         return value
 
-    def service_env(self, service, instance):
+    def service_env(self, service, instance, env_file=None):
         env = deploy.image_environment(service)
-        env.update(deploy.compose_environment(service, self.env_file, self.compose))
+        env.update(deploy.compose_environment(service, env_file or self.env_file, self.compose))
         env = {k: self.rewrite(k, str(v), instance) for k, v in env.items()}
         env["PORT"] = str(self.ports[instance])
         # In the container this is all the process sees (plus PATH and HOME).
@@ -450,6 +457,17 @@ class T1ComposeStack(unittest.TestCase):
                 self.assertEqual(r.returncode, 0, f"{instance} {path}: {r.stderr}")
         r = subprocess.run(["bash", str(deploy.HEALTHCHECK), "/readyz", str(free_port())], capture_output=True)
         self.assertNotEqual(r.returncode, 0, "a closed port must be unhealthy")
+
+    def test_library_refuses_the_unedited_env_example(self):
+        """`cp .env.example .env` without editing it: the library exits naming the variable."""
+        STACK.ports.setdefault("library-placeholders", free_port())
+        env = STACK.service_env("library", "library-placeholders", STACK.example_env)
+        r = subprocess.run([str(STACK.bin / "library")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
+        self.assertNotEqual(r.returncode, 0, out)
+        named = [line for line in out.splitlines() if "ERROR" in line and "AUTH_SESSION_SECRET" in line]
+        self.assertEqual(len(named), 1, out)
+        self.assertNotIn(STACK.example_env["AUTH_SESSION_SECRET"], out, "the value is never logged")
 
     def test_first_log_lines_name_the_real_stores(self):
         for instance in ("counter", "comments-gateway-1", "library"):

@@ -70,6 +70,7 @@ async fn spawn_stack() -> anyhow::Result<(String, Vec<tempfile::TempDir>)> {
         data_dir: library_dir.path().to_path_buf(),
         demo_dir: demo.into(),
         workers: 2,
+        app_env: service_kit::secrets::AppEnv::Development,
         ..library::Settings::default()
     })
     .await?;

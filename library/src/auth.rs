@@ -1,6 +1,6 @@
 //! Accounts: password hashes, the session's user, CSRF tokens for forms, gateway tokens.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use actix_session::Session;
 use actix_web::cookie::Key;
@@ -11,12 +11,15 @@ use serde::{Deserialize, Serialize};
 use shared_proto::library_api::TokenResponse;
 use shared_proto::{Claims, Role, Username};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 
 use crate::domain::UserRecord;
 use crate::error::Error;
+use crate::store::{SessionRecord, Store};
 
 const USER_KEY: &str = "user";
 const CSRF_KEY: &str = "csrf";
+const SESSION_ID_KEY: &str = "sid";
 
 /// The signed-in user as the session remembers them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,35 +53,67 @@ pub fn session_key(secret: &str) -> anyhow::Result<Key> {
     Ok(Key::from(&out))
 }
 
-/// Hashes a password (Argon2id, random salt) off the async threads.
-pub async fn hash_password(password: String) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot hash a password: {e}")))
-    })
-    .await
-    .map_err(|e| Error::Internal(anyhow::anyhow!("hashing task failed: {e}")))?
+/// Argon2 work, bounded: at most one hash per core at a time (each takes ~19 MiB and a core
+/// for tens of milliseconds), so a flood of sign-ins queues instead of taking every core and
+/// the memory with it.
+#[derive(Clone)]
+pub struct Hashing {
+    permits: Arc<Semaphore>,
 }
 
-/// Checks a password against a stored PHC string; `None` (unknown user) checks against a dummy
-/// hash so both cases take the same time.
-pub async fn verify_password(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
-        let hash = stored.unwrap_or_else(|| dummy_hash().to_owned());
-        let ok = PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        known && ok
-    })
-    .await
-    .unwrap_or(false)
+impl Default for Hashing {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::new(cores)
+    }
+}
+
+impl Hashing {
+    /// At most `parallel` (at least 1) hashes at once.
+    pub fn new(parallel: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(parallel.max(1))),
+        }
+    }
+
+    /// Hashes a password (Argon2id, random salt) off the async threads.
+    pub async fn hash(&self, password: String) -> Result<String, Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("hashing semaphore closed: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            Argon2::default()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| Error::Internal(anyhow::anyhow!("cannot hash a password: {e}")))
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("hashing task failed: {e}")))?
+    }
+
+    /// Checks a password against a stored PHC string; `None` (unknown user) checks against a
+    /// dummy hash so both cases take the same time.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || {
+            let known = stored.is_some();
+            let hash = stored.unwrap_or_else(|| dummy_hash().to_owned());
+            let ok = PasswordHash::new(&hash)
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false);
+            known && ok
+        })
+        .await
+        .unwrap_or(false)
+    }
 }
 
 fn dummy_hash() -> &'static str {
@@ -101,26 +136,77 @@ pub fn require_user(session: &Session) -> Result<SessionUser, Error> {
     current_user(session).ok_or_else(|| Error::Unauthorized("sign in first".into()))
 }
 
-/// Starts a fresh session for `user` (a new cookie value: no session fixation).
-pub fn sign_in(session: &Session, user: &UserRecord) -> Result<SessionUser, Error> {
+/// Starts a fresh session for `user` (a new cookie value: no session fixation) whose id is
+/// stored, so that every instance knows it and sign-out or expiry ends it.
+pub async fn sign_in(
+    store: &Store,
+    max_age_secs: u64,
+    session: &Session,
+    user: &UserRecord,
+) -> Result<SessionUser, Error> {
     let who = SessionUser {
         username: user.username.clone(),
         fullname: user.fullname.clone(),
         role: user.role,
     };
+    let now = now_ms();
+    let max_age_ms = i64::try_from(max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let record = SessionRecord {
+        id: new_token(),
+        username: user.username.clone(),
+        created_ms: now,
+        expires_ms: now.saturating_add(max_age_ms),
+    };
+    store.create_session(record.clone()).await?;
+    // Signing in again (or as someone else) ends the session this cookie had.
+    if let Some(previous) = session.get::<String>(SESSION_ID_KEY).ok().flatten() {
+        store.delete_session(&previous).await?;
+    }
+    let write = |e| Error::Internal(anyhow::anyhow!("cannot write the session: {e}"));
     session.renew();
-    session
-        .insert(USER_KEY, &who)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot write the session: {e}")))?;
-    session
-        .insert(CSRF_KEY, new_token())
-        .map_err(|e| Error::Internal(anyhow::anyhow!("cannot write the session: {e}")))?;
+    session.insert(USER_KEY, &who).map_err(write)?;
+    session.insert(SESSION_ID_KEY, &record.id).map_err(write)?;
+    session.insert(CSRF_KEY, new_token()).map_err(write)?;
     Ok(who)
 }
 
-/// Ends the session.
-pub fn sign_out(session: &Session) {
+/// Ends the session: its stored record goes (an old copy of the cookie no longer signs in) and
+/// the cookie is cleared.
+pub async fn sign_out(store: &Store, session: &Session) -> Result<(), Error> {
+    let id = session.get::<String>(SESSION_ID_KEY).ok().flatten();
     session.purge();
+    match id {
+        Some(id) => store.delete_session(&id).await,
+        None => Ok(()),
+    }
+}
+
+/// Whether the session's signed-in user (if any) is still signed in: its stored record exists,
+/// belongs to them and has not expired. When not, the user is dropped from the session (it
+/// goes on as an anonymous one). Store failures are errors: nobody is signed out by an outage.
+pub async fn validate_session(store: &Store, session: &Session) -> Result<(), Error> {
+    let Some(user) = current_user(session) else {
+        return Ok(());
+    };
+    let valid = match session.get::<String>(SESSION_ID_KEY).ok().flatten() {
+        Some(id) => store
+            .find_session(&id)
+            .await?
+            .is_some_and(|r| r.username == user.username && r.expires_ms > now_ms()),
+        None => false,
+    };
+    if !valid {
+        tracing::debug!(username = %user.username, "session ended or expired; signed out");
+        session.remove(USER_KEY);
+        session.remove(SESSION_ID_KEY);
+    }
+    Ok(())
+}
+
+/// The current time, Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
 }
 
 fn new_token() -> String {
@@ -156,8 +242,8 @@ pub fn check_csrf(session: &Session, sent: Option<&str>) -> Result<(), Error> {
     }
 }
 
-/// Mints the gateway's HS256 token for `user`.
-pub fn mint_token(user: &SessionUser, secret: &str, ttl_secs: u64) -> Result<TokenResponse, Error> {
+/// Mints the gateway's HS256 token for `user` (read from the store, so a changed role counts).
+pub fn mint_token(user: &UserRecord, secret: &str, ttl_secs: u64) -> Result<TokenResponse, Error> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     let exp = now + ttl_secs;
     let claims = Claims {
@@ -186,19 +272,43 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify() {
-        let hash = hash_password("pw".into()).await.expect("hashes");
+        let hashing = Hashing::new(1);
+        let hash = hashing.hash("pw".into()).await.expect("hashes");
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("pw".into(), Some(hash.clone())).await);
-        assert!(!verify_password("nope".into(), Some(hash)).await);
-        assert!(!verify_password("pw".into(), None).await);
+        assert!(hashing.verify("pw".into(), Some(hash.clone())).await);
+        assert!(!hashing.verify("nope".into(), Some(hash)).await);
+        assert!(!hashing.verify("pw".into(), None).await);
+    }
+
+    #[tokio::test]
+    async fn hashing_is_bounded() {
+        let hashing = Hashing::new(2);
+        let held = hashing
+            .permits
+            .clone()
+            .acquire_many_owned(2)
+            .await
+            .expect("permits");
+        let waiting = tokio::spawn({
+            let hashing = hashing.clone();
+            async move { hashing.hash("pw".into()).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "hashing ran without a permit");
+        drop(held);
+        let hash = waiting.await.expect("joins").expect("hashes");
+        assert!(hash.starts_with("$argon2id$"));
     }
 
     #[test]
     fn tokens_carry_the_claims() {
-        let user = SessionUser {
+        let user = UserRecord {
             username: "JD".into(),
             fullname: "John Doe".into(),
+            email: "jd@example.com".into(),
+            password_hash: String::new(),
             role: Role::User,
+            created: "2024-01-01T00:00:00.000Z".into(),
         };
         let minted = mint_token(&user, "s3cret", 60).expect("mints");
         let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);

@@ -4,11 +4,13 @@ use actix_web::http::header::{self, ContentDisposition, DispositionType};
 use actix_web::{HttpRequest, HttpResponse};
 use shared_proto::library_api::Book;
 
+use crate::auth::Hashing;
 use crate::clients::{CounterClient, GatewayClient};
 use crate::error::Error;
 use crate::files::{FileStore, StoredFile};
 use crate::settings::Settings;
 use crate::store::{NewBook, Store};
+use crate::throttle::Throttle;
 use crate::uploads::{self, BookUpload};
 
 /// What every handler shares.
@@ -23,6 +25,10 @@ pub struct AppState {
     pub files: FileStore,
     /// The settings the app was built with.
     pub settings: Settings,
+    /// Sign-in and sign-up throttling.
+    pub throttle: Throttle,
+    /// Bounded password hashing.
+    pub hashing: Hashing,
 }
 
 impl AppState {

@@ -10,6 +10,10 @@ use crate::error::Error;
 pub const MAX_SHORT_FIELD: usize = 500;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION: usize = 20_000;
+/// Shortest password of a new account, in characters (the demo users keep theirs).
+pub const MIN_PASSWORD: usize = 8;
+/// Longest password, in characters.
+pub const MAX_PASSWORD: usize = 1024;
 
 /// A stored user, password hash included (never sent out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,10 +81,11 @@ impl NewUser {
                 "email must look like name@example.com".into(),
             ));
         }
-        if password.is_empty() || password.chars().count() > 1024 {
-            return Err(Error::BadRequest(
-                "password must be 1..1024 characters".into(),
-            ));
+        let length = password.chars().count();
+        if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&length) {
+            return Err(Error::BadRequest(format!(
+                "password must be {MIN_PASSWORD}..{MAX_PASSWORD} characters"
+            )));
         }
         Ok(Self {
             username,
@@ -248,10 +253,14 @@ mod tests {
 
     #[test]
     fn signups() {
-        assert!(NewUser::parse("neo", "Thomas A", "neo@matrix.io", "pw").is_ok());
-        assert!(NewUser::parse("ne o", "Thomas", "neo@matrix.io", "pw").is_err());
-        assert!(NewUser::parse("neo", "", "neo@matrix.io", "pw").is_err());
-        assert!(NewUser::parse("neo", "T", "matrix.io", "pw").is_err());
+        let pw = "red-pill";
+        assert!(NewUser::parse("neo", "Thomas A", "neo@matrix.io", pw).is_ok());
+        assert!(NewUser::parse("ne o", "Thomas", "neo@matrix.io", pw).is_err());
+        assert!(NewUser::parse("neo", "", "neo@matrix.io", pw).is_err());
+        assert!(NewUser::parse("neo", "T", "matrix.io", pw).is_err());
         assert!(NewUser::parse("neo", "T", "a@b", "").is_err());
+        assert!(NewUser::parse("neo", "T", "a@b", "seven77").is_err());
+        assert!(NewUser::parse("neo", "T", "a@b", "жжжжжжжж").is_ok());
+        assert!(NewUser::parse("neo", "T", "a@b", &"x".repeat(1025)).is_err());
     }
 }

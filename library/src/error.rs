@@ -2,6 +2,7 @@
 //! wrap it in [`PageError`] to answer with HTML instead.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use shared_proto::ErrorCode;
 
@@ -23,6 +24,12 @@ pub enum Error {
     /// A body over the size limit.
     #[error("{0}")]
     TooLarge(String),
+    /// Too many sign-in or sign-up attempts; try again after `retry_after_secs`.
+    #[error("too many attempts: try again in {retry_after_secs} seconds")]
+    RateLimited {
+        /// Seconds until the attempt would be accepted (the `Retry-After` value).
+        retry_after_secs: u64,
+    },
     /// The store does not answer.
     #[error("storage unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -40,6 +47,7 @@ impl Error {
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::TooLarge(_) => ErrorCode::TooLarge,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::Unavailable(_) => ErrorCode::Unavailable,
             Error::Internal(_) => ErrorCode::Internal,
         }
@@ -48,6 +56,16 @@ impl Error {
     /// Shorthand for a 404 about a book.
     pub fn book_not_found(id: impl std::fmt::Display) -> Self {
         Error::NotFound(format!("no book with id {id}"))
+    }
+
+    /// Adds `Retry-After` when the error is [`Error::RateLimited`].
+    pub fn with_retry_after(&self, mut response: HttpResponse) -> HttpResponse {
+        if let Error::RateLimited { retry_after_secs } = self
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.max(&1).to_string())
+        {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        response
     }
 
     fn log(&self) {
@@ -66,7 +84,10 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         self.log();
-        service_kit::http_errors::error_response(self.code(), self.to_string())
+        self.with_retry_after(service_kit::http_errors::error_response(
+            self.code(),
+            self.to_string(),
+        ))
     }
 }
 
@@ -88,7 +109,10 @@ impl ResponseError for PageError {
 
     fn error_response(&self) -> HttpResponse {
         self.0.log();
-        crate::templates::error_page(self.status_code(), &self.0.to_string())
+        self.0.with_retry_after(crate::templates::error_page(
+            self.status_code(),
+            &self.0.to_string(),
+        ))
     }
 }
 

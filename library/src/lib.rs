@@ -5,14 +5,17 @@
 pub mod auth;
 pub mod books;
 pub mod clients;
+pub mod cross_site;
 pub mod domain;
 pub mod error;
 pub mod files;
 pub mod routes;
+pub mod session_guard;
 pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod templates;
+pub mod throttle;
 pub mod uploads;
 
 pub use settings::Settings;

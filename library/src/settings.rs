@@ -3,12 +3,16 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use service_kit::client_addr::{IpNetError, TrustedProxies};
+use service_kit::secrets::{AppEnv, SecretError, check_secret};
 use service_kit::telemetry::LogFormat;
 
-/// Default `AUTH_SESSION_SECRET` for local runs (a warning is logged when it is used).
+/// Default `AUTH_SESSION_SECRET`, accepted only with `APP_ENV=development`.
 pub const DEV_SESSION_SECRET: &str = "dev-only-session-secret-change-me";
-/// Default `AUTH_TOKEN_SECRET` for local runs (a warning is logged when it is used).
+/// Default `AUTH_TOKEN_SECRET`, accepted only with `APP_ENV=development`.
 pub const DEV_TOKEN_SECRET: &str = "dev-only-token-secret-change-me";
+/// Default `SESSION_MAX_AGE_SECS`: seven days.
+pub const DEFAULT_SESSION_MAX_AGE_SECS: u64 = 7 * 24 * 3600;
 
 pub use service_kit::settings::Secret;
 
@@ -30,9 +34,9 @@ pub struct Settings {
     /// `GATEWAY_PUBLIC_URL`, the WebSocket URL the browser opens (put verbatim in pages).
     pub gateway_public_url: String,
     /// `AUTH_SESSION_SECRET`: the session cookie key is derived from it.
-    pub auth_session_secret: Secret,
+    pub auth_session_secret: Option<Secret>,
     /// `AUTH_TOKEN_SECRET`: signs the HS256 tokens the gateway checks.
-    pub auth_token_secret: Secret,
+    pub auth_token_secret: Option<Secret>,
     /// `DATA_DIR`: embedded storage and uploads live under `DATA_DIR/library`.
     pub data_dir: PathBuf,
     /// `DEMO_DIR`: demo data (books.json, users.json, files/), default `data/demo`.
@@ -55,6 +59,34 @@ pub struct Settings {
     pub token_ttl_secs: u64,
     /// `WORKERS`: actix worker threads; 0 means one per core.
     pub workers: usize,
+    /// `APP_ENV`: `development` accepts missing or development secrets (with a warning).
+    pub app_env: AppEnv,
+    /// `TRUSTED_PROXIES`: comma-separated IPs or CIDRs whose `X-Forwarded-For` /
+    /// `X-Forwarded-Host` are believed; empty: none.
+    pub trusted_proxies: String,
+    /// `AUTH_THROTTLE`: `off` turns the sign-in and sign-up throttling off (load tests).
+    pub auth_throttle: Switch,
+    /// `SESSION_MAX_AGE_SECS`: a session ends this long after sign-in, default seven days.
+    pub session_max_age_secs: u64,
+}
+
+/// An on/off setting: `off`, `false`, `no` or `0` is off, anything else on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub struct Switch(pub bool);
+
+impl From<String> for Switch {
+    fn from(raw: String) -> Self {
+        let raw = raw.trim().to_ascii_lowercase();
+        Switch(!matches!(raw.as_str(), "off" | "false" | "no" | "0"))
+    }
+}
+
+impl Switch {
+    /// Whether it is on.
+    pub fn is_on(self) -> bool {
+        self.0
+    }
 }
 
 impl Default for Settings {
@@ -66,8 +98,8 @@ impl Default for Settings {
             counter_url: "http://127.0.0.1:3001".to_owned(),
             gateway_url: "http://127.0.0.1:3003".to_owned(),
             gateway_public_url: "ws://localhost:3003/ws".to_owned(),
-            auth_session_secret: Secret::new(DEV_SESSION_SECRET),
-            auth_token_secret: Secret::new(DEV_TOKEN_SECRET),
+            auth_session_secret: None,
+            auth_token_secret: None,
             data_dir: PathBuf::from(".data"),
             demo_dir: PathBuf::from("data/demo"),
             static_dir: default_static_dir(),
@@ -79,6 +111,10 @@ impl Default for Settings {
             gateway_timeout_ms: 500,
             token_ttl_secs: 3600,
             workers: 0,
+            app_env: AppEnv::Production,
+            trusted_proxies: String::new(),
+            auth_throttle: Switch(true),
+            session_max_age_secs: DEFAULT_SESSION_MAX_AGE_SECS,
         }
     }
 }
@@ -120,6 +156,34 @@ impl Settings {
         }
     }
 
+    /// The contract's secret rule for `AUTH_SESSION_SECRET` and `AUTH_TOKEN_SECRET`: every
+    /// refused variable, each error naming it (empty: both are fine, or development mode).
+    pub fn check_secrets(&self) -> Vec<SecretError> {
+        [
+            ("AUTH_SESSION_SECRET", &self.auth_session_secret),
+            ("AUTH_TOKEN_SECRET", &self.auth_token_secret),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| check_secret(name, value.as_ref(), true, self.app_env).err())
+        .collect()
+    }
+
+    /// `AUTH_SESSION_SECRET`, or the development default when it is unset (start-up refuses
+    /// that outside development mode, see [`Settings::check_secrets`]).
+    pub fn session_secret(&self) -> &str {
+        secret_or(self.auth_session_secret.as_ref(), DEV_SESSION_SECRET)
+    }
+
+    /// `AUTH_TOKEN_SECRET`, or the development default when it is unset.
+    pub fn token_secret(&self) -> &str {
+        secret_or(self.auth_token_secret.as_ref(), DEV_TOKEN_SECRET)
+    }
+
+    /// The parsed `TRUSTED_PROXIES`.
+    pub fn trusted_proxies(&self) -> Result<TrustedProxies, IpNetError> {
+        TrustedProxies::parse(&self.trusted_proxies)
+    }
+
     /// `DATA_DIR/library`: the embedded store and the uploads.
     pub fn service_dir(&self) -> PathBuf {
         self.data_dir.join("library")
@@ -143,6 +207,13 @@ impl Settings {
     }
 }
 
+fn secret_or<'a>(value: Option<&'a Secret>, default: &'a str) -> &'a str {
+    value
+        .map(Secret::expose)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(default)
+}
+
 /// Hides a password in `scheme://user:password@host/...`.
 fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
@@ -160,7 +231,11 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let settings = Settings::default();
+        let settings = Settings {
+            auth_session_secret: Some(Secret::new(DEV_SESSION_SECRET)),
+            auth_token_secret: Some(Secret::new(DEV_TOKEN_SECRET)),
+            ..Settings::default()
+        };
         let debug = format!("{settings:?}");
         assert!(!debug.contains(DEV_TOKEN_SECRET));
         assert!(!debug.contains(DEV_SESSION_SECRET));
@@ -170,6 +245,49 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(redact_url("mongodb://u:p@h:1/db"), "mongodb://u:***@h:1/db");
         assert_eq!(redact_url("mongodb://h:1/db"), "mongodb://h:1/db");
+    }
+
+    #[test]
+    fn production_refuses_the_development_secrets() {
+        let settings = Settings::default();
+        let refused: Vec<String> = settings
+            .check_secrets()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused[0].contains("AUTH_SESSION_SECRET is not set"));
+        assert!(refused[1].contains("AUTH_TOKEN_SECRET is not set"));
+        let shipped = Settings {
+            auth_session_secret: Some(Secret::new(DEV_SESSION_SECRET)),
+            auth_token_secret: Some(Secret::new("t".repeat(40))),
+            ..Settings::default()
+        };
+        let refused = shipped.check_secrets();
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0].to_string().contains("AUTH_SESSION_SECRET"));
+        let dev = Settings {
+            app_env: AppEnv::Development,
+            ..Settings::default()
+        };
+        assert!(dev.check_secrets().is_empty());
+        assert_eq!(dev.token_secret(), DEV_TOKEN_SECRET);
+        let real = Settings {
+            auth_session_secret: Some(Secret::new("s".repeat(32))),
+            auth_token_secret: Some(Secret::new("t".repeat(40))),
+            ..Settings::default()
+        };
+        assert!(real.check_secrets().is_empty());
+    }
+
+    #[test]
+    fn switches() {
+        for off in ["off", "OFF", "false", "0", "no"] {
+            assert!(!Switch::from(off.to_owned()).is_on(), "{off}");
+        }
+        for on in ["on", "true", "1", ""] {
+            assert!(Switch::from(on.to_owned()).is_on(), "{on}");
+        }
     }
 
     #[test]

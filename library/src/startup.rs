@@ -14,15 +14,17 @@ use actix_web::middleware::{self, DefaultHeaders};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use service_kit::metrics::Metrics;
+use service_kit::telemetry::RedactedRootSpan;
 use tracing_actix_web::TracingLogger;
 
-use crate::auth;
 use crate::books::AppState;
 use crate::clients::{CounterClient, GatewayClient};
 use crate::files::{self, DiskFiles, FileStore, GridFsFiles, ImportSource};
 use crate::routes;
 use crate::settings::{DEV_SESSION_SECRET, DEV_TOKEN_SECRET, Settings};
 use crate::store::{self, DemoData, EmbeddedStore, MongoStore, Store};
+use crate::throttle::Throttle;
+use crate::{auth, cross_site, session_guard};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "library.sid";
@@ -41,11 +43,35 @@ impl Application {
     /// Opens the store and the file store (GridFS or the uploads folder) and binds the listener (port 0: any free one).
     pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
         settings.normalise();
-        if settings.auth_session_secret.expose() == DEV_SESSION_SECRET {
-            tracing::warn!("AUTH_SESSION_SECRET is not set: using the development default");
+        if let Some(refused) = settings.check_secrets().into_iter().next() {
+            return Err(refused.into());
         }
-        if settings.auth_token_secret.expose() == DEV_TOKEN_SECRET {
-            tracing::warn!("AUTH_TOKEN_SECRET is not set: using the development default");
+        if settings.app_env.is_development() {
+            for (name, value, default) in [
+                (
+                    "AUTH_SESSION_SECRET",
+                    settings.session_secret(),
+                    DEV_SESSION_SECRET,
+                ),
+                (
+                    "AUTH_TOKEN_SECRET",
+                    settings.token_secret(),
+                    DEV_TOKEN_SECRET,
+                ),
+            ] {
+                if value == default {
+                    tracing::warn!(
+                        "{name} is not set: using the development default (APP_ENV=development)"
+                    );
+                }
+            }
+        }
+        let trusted = settings
+            .trusted_proxies()
+            .context("invalid TRUSTED_PROXIES")?;
+        let throttle = Throttle::new(settings.auth_throttle.is_on(), trusted);
+        if !settings.auth_throttle.is_on() {
+            tracing::warn!("AUTH_THROTTLE=off: sign-in and sign-up are not throttled");
         }
         let (store, files) = match &settings.mongo_url {
             Some(url) => {
@@ -90,7 +116,7 @@ impl Application {
             &settings.gateway_url,
             Duration::from_millis(settings.gateway_timeout_ms),
         )?;
-        let key = auth::session_key(settings.auth_session_secret.expose())?;
+        let key = auth::session_key(settings.session_secret())?;
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot bind {}:{}", settings.host, settings.port))?;
@@ -107,6 +133,8 @@ impl Application {
             gateway,
             files,
             settings,
+            throttle,
+            hashing: auth::Hashing::default(),
         });
         let metrics = web::Data::new(Metrics::new("library"));
 
@@ -141,10 +169,12 @@ impl Application {
                 )
                 .configure(routes::pages::config)
                 .default_service(web::to(routes::pages::not_found))
+                .wrap(middleware::from_fn(session_guard::guard))
                 .wrap(session)
+                .wrap(middleware::from_fn(cross_site::guard))
                 .wrap(headers)
                 .wrap(middleware::from_fn(service_kit::metrics::record))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<RedactedRootSpan>::new())
         })
         .disable_signals()
         .shutdown_timeout(10)

@@ -1,9 +1,11 @@
 //! `stack`: the whole system in one process for a laptop: counter (3001), library (3002) and
 //! comments-gateway (3003), each built from its own crate exactly as its binary builds it.
 //! With MONGO_URL / REDIS_URL unset every service uses its embedded store under DATA_DIR and
-//! the gateway fans out in-process.
+//! the gateway fans out in-process. It always runs in development mode (`APP_ENV=development`):
+//! unset secrets fall back to the development defaults, so it is for laptops, not production.
 
 use serde::Deserialize;
+use service_kit::secrets::AppEnv;
 use tokio_util::sync::CancellationToken;
 
 /// Ports of the three services (`COUNTER_PORT`, `LIBRARY_PORT`, `GATEWAY_PORT`); the shared
@@ -41,8 +43,10 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let embedded = library_settings.mongo_url.is_none() && gateway_settings.redis_url.is_none();
+    library_settings.app_env = AppEnv::Development;
     tracing::info!(
-        "stack starting: counter on {}, library on {}, comments-gateway on {}; {}",
+        "stack starting in development mode (development secrets accepted; not for production): \
+         counter on {}, library on {}, comments-gateway on {}; {}",
         stack.counter_port,
         stack.library_port,
         stack.gateway_port,

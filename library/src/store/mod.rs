@@ -52,6 +52,31 @@ impl NewBook {
     }
 }
 
+/// A signed-in session as stored, so that every instance agrees on it and sign-out ends it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRecord {
+    /// Random id, kept in the (encrypted) session cookie.
+    pub id: String,
+    /// Whose session it is.
+    pub username: String,
+    /// Sign-in time, Unix milliseconds.
+    pub created_ms: i64,
+    /// End of the session, Unix milliseconds.
+    pub expires_ms: i64,
+}
+
+/// Sessions kept per user: a new sign-in past this ends the oldest one.
+pub const MAX_SESSIONS_PER_USER: usize = 50;
+
+/// A throttle counter: attempts in the current window and when the window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Attempts counted in the window.
+    pub count: u64,
+    /// End of the window, Unix milliseconds.
+    pub reset_ms: i64,
+}
+
 /// Why a user could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateUserError {
@@ -144,6 +169,54 @@ impl Store {
         match self {
             Store::Mongo(s) => s.create_user(user).await,
             Store::Embedded(s) => s.create_user(user).await,
+        }
+    }
+}
+
+impl Store {
+    /// Stores a new session; past [`MAX_SESSIONS_PER_USER`] for its user, the oldest end.
+    pub async fn create_session(&self, session: SessionRecord) -> Result<(), Error> {
+        match self {
+            Store::Mongo(s) => s.create_session(session).await,
+            Store::Embedded(s) => s.create_session(session).await,
+        }
+    }
+
+    /// A session by id (expired ones too: the caller checks `expires_ms`).
+    pub async fn find_session(&self, id: &str) -> Result<Option<SessionRecord>, Error> {
+        match self {
+            Store::Mongo(s) => s.find_session(id).await,
+            Store::Embedded(s) => s.find_session(id).await,
+        }
+    }
+
+    /// Ends a session (unknown ids are fine).
+    pub async fn delete_session(&self, id: &str) -> Result<(), Error> {
+        match self {
+            Store::Mongo(s) => s.delete_session(id).await,
+            Store::Embedded(s) => s.delete_session(id).await,
+        }
+    }
+
+    /// The throttle counter `key` if its window is still open at `now_ms`.
+    pub async fn peek_window(&self, key: &str, now_ms: i64) -> Result<Option<Window>, Error> {
+        match self {
+            Store::Mongo(s) => s.peek_window(key, now_ms).await,
+            Store::Embedded(s) => s.peek_window(key, now_ms).await,
+        }
+    }
+
+    /// Counts one attempt on `key` (atomically, across instances): a window of `window_ms`
+    /// opens with the first attempt after the previous one ended. Answers the counter after it.
+    pub async fn hit_window(
+        &self,
+        key: &str,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Window, Error> {
+        match self {
+            Store::Mongo(s) => s.hit_window(key, window_ms, now_ms).await,
+            Store::Embedded(s) => s.hit_window(key, window_ms, now_ms).await,
         }
     }
 }

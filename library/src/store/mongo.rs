@@ -1,5 +1,7 @@
-//! MongoDB: collections `books` (`_id` = sequential int64), `users` (unique `username`) and
-//! `counters` (`{_id: "books", seq}` bumped with `$inc` for new book ids).
+//! MongoDB: collections `books` (`_id` = sequential int64), `users` (unique `username`),
+//! `counters` (`{_id: "books", seq}` bumped with `$inc` for new book ids), `sessions`
+//! (`{_id, username, created, expiresAt}`) and `throttle` (`{_id: key, count, resetAt}`), the
+//! last two with TTL indexes so ended sessions and windows go away by themselves.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use shared_proto::Role;
 use shared_proto::library_api::Book;
 
-use super::{CreateUserError, NewBook};
+use super::{CreateUserError, MAX_SESSIONS_PER_USER, NewBook, SessionRecord, Window};
 use crate::domain::UserRecord;
 use crate::error::Error;
 
@@ -97,6 +99,34 @@ struct UserDoc {
     created: DateTime,
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    username: String,
+    created: DateTime,
+    expires_at: DateTime,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WindowDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    count: i64,
+    reset_at: DateTime,
+}
+
+impl WindowDoc {
+    fn window(&self) -> Window {
+        Window {
+            count: u64::try_from(self.count).unwrap_or_default(),
+            reset_ms: self.reset_at.timestamp_millis(),
+        }
+    }
+}
+
 fn unavailable(e: impl Into<anyhow::Error>) -> Error {
     Error::Unavailable(e.into())
 }
@@ -154,6 +184,14 @@ impl MongoStore {
         self.db.collection("counters")
     }
 
+    fn sessions(&self) -> Collection<SessionDoc> {
+        self.db.collection("sessions")
+    }
+
+    fn throttle(&self) -> Collection<WindowDoc> {
+        self.db.collection("throttle")
+    }
+
     /// Creates the unique username index and lines the id counter up with the stored books.
     async fn ensure_indexes(&self) -> Result<(), Error> {
         if self.indexes_ready.load(Ordering::Acquire) {
@@ -167,6 +205,29 @@ impl MongoStore {
             .create_index(index)
             .await
             .map_err(unavailable)?;
+        self.sessions()
+            .create_index(IndexModel::builder().keys(doc! {"username": 1}).build())
+            .await
+            .map_err(unavailable)?;
+        // Expiry is checked on every read; the TTL indexes only keep the collections small.
+        for (collection, field) in [("sessions", "expiresAt"), ("throttle", "resetAt")] {
+            let ttl = IndexModel::builder()
+                .keys(doc! {field: 1})
+                .options(
+                    IndexOptions::builder()
+                        .expire_after(Duration::from_secs(0))
+                        .build(),
+                )
+                .build();
+            if let Err(e) = self
+                .db
+                .collection::<bson::Document>(collection)
+                .create_index(ttl)
+                .await
+            {
+                tracing::warn!(error = %e, collection, "cannot create the TTL index");
+            }
+        }
         self.sync_book_counter().await?;
         self.indexes_ready.store(true, Ordering::Release);
         Ok(())
@@ -366,5 +427,113 @@ impl MongoStore {
             Err(e) if is_duplicate_key(&e) => Err(CreateUserError::Taken),
             Err(e) => Err(CreateUserError::Store(unavailable(e))),
         }
+    }
+
+    pub(super) async fn create_session(&self, session: SessionRecord) -> Result<(), Error> {
+        let username = session.username.clone();
+        let doc = SessionDoc {
+            id: session.id,
+            username: session.username,
+            created: DateTime::from_millis(session.created_ms),
+            expires_at: DateTime::from_millis(session.expires_ms),
+        };
+        self.sessions().insert_one(doc).await.map_err(unavailable)?;
+        let excess: Vec<SessionDoc> = self
+            .sessions()
+            .find(doc! {"username": &username})
+            .sort(doc! {"created": -1, "_id": -1})
+            .skip(MAX_SESSIONS_PER_USER as u64)
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        if !excess.is_empty() {
+            let ids: Vec<&str> = excess.iter().map(|s| s.id.as_str()).collect();
+            self.sessions()
+                .delete_many(doc! {"_id": {"$in": ids}})
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn find_session(&self, id: &str) -> Result<Option<SessionRecord>, Error> {
+        let found = self
+            .sessions()
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(unavailable)?;
+        Ok(found.map(|s| SessionRecord {
+            id: s.id,
+            username: s.username,
+            created_ms: s.created.timestamp_millis(),
+            expires_ms: s.expires_at.timestamp_millis(),
+        }))
+    }
+
+    pub(super) async fn delete_session(&self, id: &str) -> Result<(), Error> {
+        self.sessions()
+            .delete_one(doc! {"_id": id})
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn peek_window(
+        &self,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<Window>, Error> {
+        let found = self
+            .throttle()
+            .find_one(doc! {"_id": key, "resetAt": {"$gt": DateTime::from_millis(now_ms)}})
+            .await
+            .map_err(unavailable)?;
+        Ok(found.map(|w| w.window()))
+    }
+
+    pub(super) async fn hit_window(
+        &self,
+        key: &str,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<Window, Error> {
+        let now = DateTime::from_millis(now_ms);
+        let reset = DateTime::from_millis(now_ms.saturating_add(window_ms));
+        // A window that ended starts over (whoever gets here first restarts it).
+        self.throttle()
+            .update_one(
+                doc! {"_id": key, "resetAt": {"$lte": now}},
+                doc! {"$set": {"count": 0_i64, "resetAt": reset}},
+            )
+            .await
+            .map_err(unavailable)?;
+        // Two instances creating the same counter at once: one insert loses with E11000 and
+        // the retry increments the winner's document.
+        for _ in 0..3 {
+            let result = self
+                .throttle()
+                .find_one_and_update(
+                    doc! {"_id": key},
+                    doc! {"$inc": {"count": 1_i64}, "$setOnInsert": {"resetAt": reset}},
+                )
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .await;
+            match result {
+                Ok(Some(doc)) => return Ok(doc.window()),
+                Ok(None) => {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "throttle upsert returned no document"
+                    )));
+                }
+                Err(e) if is_duplicate_key(&e) => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(Error::Unavailable(anyhow::anyhow!(
+            "throttle counter {key} kept conflicting"
+        )))
     }
 }

@@ -112,6 +112,7 @@ async fn shutdown_finishes_in_flight_requests_and_returns_ok() {
         counter_url: crate::helpers::hanging_url(),
         gateway_url: crate::helpers::closed_url(),
         workers: 1,
+        app_env: service_kit::secrets::AppEnv::Development,
         ..library::Settings::default()
     };
     let app = library::Application::build(settings).await.expect("builds");

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use library::settings::Switch;
 use library::{Application, Settings};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
+use service_kit::secrets::AppEnv;
 
 /// Which store the app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,12 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// A full MONGO_URL (fault tests with their own server).
     pub mongo_url: Option<String>,
+    /// Sign-in throttling on (`AUTH_THROTTLE`); off unless a test is about it.
+    pub throttle: bool,
+    /// `TRUSTED_PROXIES`.
+    pub trusted_proxies: String,
+    /// `SESSION_MAX_AGE_SECS`.
+    pub session_max_age_secs: u64,
 }
 
 impl Options {
@@ -47,6 +55,9 @@ impl Options {
             demo: false,
             data_dir: None,
             mongo_url: None,
+            throttle: false,
+            trusted_proxies: String::new(),
+            session_max_age_secs: library::settings::DEFAULT_SESSION_MAX_AGE_SECS,
         }
     }
 }
@@ -65,9 +76,34 @@ pub struct TestApp {
     pub _tmp: Option<tempfile::TempDir>,
 }
 
+/// The password [`TestApp::signup`] gives `username`.
+pub fn password_of(username: &str) -> String {
+    format!("pw-{username}-secret")
+}
+
 /// The workspace's demo data.
 pub fn demo_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/demo"))
+}
+
+/// A client without a cookie jar (cookies are sent by hand), not following redirects.
+pub fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client builds")
+}
+
+/// The `library.sid=...` pair a response set, if any.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("library.sid="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
 }
 
 /// A fresh client with its own cookie jar.
@@ -125,6 +161,11 @@ pub async fn spawn_with(options: Options) -> TestApp {
             data_dir.join("no-demo")
         },
         workers: 2,
+        // Development secrets; the secret rule has tests of its own (secrets.rs).
+        app_env: AppEnv::Development,
+        auth_throttle: Switch(options.throttle),
+        trusted_proxies: options.trusted_proxies.clone(),
+        session_max_age_secs: options.session_max_age_secs,
         ..Settings::default()
     };
     let app = Application::build(settings).await.expect("library builds");
@@ -264,13 +305,13 @@ impl TestApp {
             .expect("POST")
     }
 
-    /// Signs up `username` (password `pw-<username>`) through the API; asserts 201.
+    /// Signs up `username` (password [`password_of`]) through the API; asserts 201.
     pub async fn signup(&self, username: &str) {
         let response = self
             .post_json(
                 "/api/v1/user/signup",
                 &json!({"username": username, "fullname": format!("{username} Full"),
-                        "email": format!("{username}@example.com"), "password": format!("pw-{username}")}),
+                        "email": format!("{username}@example.com"), "password": password_of(username)}),
             )
             .await;
         assert_eq!(response.status().as_u16(), 201, "signup {username}");
@@ -281,10 +322,28 @@ impl TestApp {
         let response = self
             .post_json(
                 "/api/v1/user/login",
-                &json!({"username": username, "password": format!("pw-{username}")}),
+                &json!({"username": username, "password": password_of(username)}),
             )
             .await;
         assert_eq!(response.status().as_u16(), 201, "login {username}");
+    }
+
+    /// Signs in `username` through the API and answers the session cookie (`library.sid=...`),
+    /// for requests that send it by hand.
+    pub async fn login_cookie(&self, username: &str, password: &str) -> String {
+        let response = bare_client()
+            .post(self.url("/api/v1/user/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status().as_u16(), 201, "login {username}");
+        session_cookie(&response).expect("session cookie")
+    }
+
+    /// The app's MongoDB database (Mongo backend only).
+    pub async fn mongo_db(&self) -> mongodb::Database {
+        mongo_db(self.mongo_url.as_deref().expect("a Mongo-backed app")).await
     }
 
     /// Signs up and in.

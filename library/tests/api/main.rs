@@ -3,11 +3,15 @@
 //! only where a fault (or the gateway's read) is simulated.
 
 mod book_api;
+mod cross_site;
 mod faults;
 mod health;
 mod helpers;
 mod pages;
 mod scale_out;
+mod secrets;
+mod sessions;
 mod storage;
 mod streaming;
+mod throttling;
 mod user_api;

@@ -104,7 +104,7 @@ async fn login_and_signup_forms_need_the_csrf_token() {
     let response = app
         .client
         .post(app.url("/view/user/login"))
-        .form(&[("username", "trinity"), ("password", "pw-trinity")])
+        .form(&[("username", "trinity"), ("password", "pw-trinity-secret")])
         .send()
         .await
         .expect("POST");
@@ -131,7 +131,7 @@ async fn login_and_signup_forms_need_the_csrf_token() {
         .post(app.url("/view/user/login"))
         .form(&[
             ("username", "trinity"),
-            ("password", "pw-trinity"),
+            ("password", "pw-trinity-secret"),
             ("csrf_token", token.as_str()),
         ])
         .send()
@@ -194,7 +194,7 @@ async fn signup_page_creates_an_account_and_rejects_bad_forms() {
             ("username", "oracle"),
             ("fullname", "The <Oracle>"),
             ("email", "o@example.com"),
-            ("password", "pw"),
+            ("password", "pw-oracle"),
             ("csrf_token", &token),
         ])
         .send()

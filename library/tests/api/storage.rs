@@ -53,7 +53,7 @@ async fn concurrent_signups_of_one_name_create_one_account_mongo() {
         tasks.push(tokio::spawn(async move {
             client
                 .post(url)
-                .json(&json!({"username": "twin", "fullname": "T", "email": "t@example.com", "password": "pw"}))
+                .json(&json!({"username": "twin", "fullname": "T", "email": "t@example.com", "password": "pw-twin-secret"}))
                 .send()
                 .await
                 .expect("POST")

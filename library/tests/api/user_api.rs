@@ -108,7 +108,7 @@ async fn signup_rejects_taken_and_bad_fields(backend: Backend) {
     let taken = app
         .post_json(
             "/api/v1/user/signup",
-            &json!({"username": "trinity", "fullname": "T", "email": "t@example.com", "password": "x"}),
+            &json!({"username": "trinity", "fullname": "T", "email": "t@example.com", "password": "long-enough"}),
         )
         .await;
     assert_eq!(taken.status().as_u16(), 400);
@@ -120,6 +120,7 @@ async fn signup_rejects_taken_and_bad_fields(backend: Backend) {
         json!({"username": "ok", "fullname": "", "email": "t@example.com", "password": "x"}),
         json!({"username": "ok", "fullname": "T", "email": "nope", "password": "x"}),
         json!({"username": "ok", "fullname": "T", "email": "t@example.com", "password": ""}),
+        json!({"username": "ok", "fullname": "T", "email": "t@example.com", "password": "seven77"}),
         json!({"username": "ok", "fullname": "T"}),
         json!("not an object"),
     ] {

@@ -1,7 +1,7 @@
 //! `/api/v1/user/*`: sign-up, sign-in, sign-out, profiles, gateway tokens.
 
 use actix_session::Session;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use shared_proto::library_api::{LoginRequest, MessageBody, SignupRequest, UserEnvelope};
 
 use crate::auth;
@@ -25,7 +25,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 
 /// Creates an account from validated fields (shared with the sign-up page).
 pub async fn register(state: &AppState, new: NewUser) -> Result<UserRecord, Error> {
-    let hash = auth::hash_password(new.password.clone()).await?;
+    let hash = state.hashing.hash(new.password.clone()).await?;
     let record = UserRecord {
         username: new.username.to_string(),
         fullname: new.fullname,
@@ -47,32 +47,49 @@ pub async fn register(state: &AppState, new: NewUser) -> Result<UserRecord, Erro
     }
 }
 
-/// Checks credentials (shared with the sign-in page).
+/// Checks credentials from `client` (shared with the sign-in page): refused with
+/// `RateLimited` before anything is checked while the throttle says so; a failure counts.
 pub async fn authenticate(
     state: &AppState,
+    client: &str,
     username: &str,
     password: &str,
 ) -> Result<UserRecord, Error> {
+    state
+        .throttle
+        .check_login(&state.store, username, client)
+        .await?;
     let user = if username.is_empty() || username.len() > 64 {
         None
     } else {
         state.store.find_user(username).await?
     };
-    let ok = auth::verify_password(
-        password.to_owned(),
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await;
+    let ok = state
+        .hashing
+        .verify(
+            password.to_owned(),
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await;
     match user {
         Some(user) if ok => Ok(user),
-        _ => Err(Error::Unauthorized("wrong username or password".into())),
+        _ => {
+            state
+                .throttle
+                .login_failed(&state.store, username, client)
+                .await?;
+            Err(Error::Unauthorized("wrong username or password".into()))
+        }
     }
 }
 
 async fn signup(
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<SignupRequest>,
 ) -> ApiResult<HttpResponse> {
+    let client = state.throttle.client(&req);
+    state.throttle.signup_attempt(&state.store, &client).await?;
     let body = body.into_inner();
     let new = NewUser::parse(&body.username, &body.fullname, &body.email, &body.password)?;
     let user = register(&state, new).await?;
@@ -82,22 +99,30 @@ async fn signup(
 }
 
 async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
     body: web::Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
-    let user = authenticate(&state, &body.username, &body.password).await?;
-    auth::sign_in(&session, &user)?;
+    let client = state.throttle.client(&req);
+    let user = authenticate(&state, &client, &body.username, &body.password).await?;
+    auth::sign_in(
+        &state.store,
+        state.settings.session_max_age_secs,
+        &session,
+        &user,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(UserEnvelope {
         user: user.public(),
     }))
 }
 
-async fn logout(session: Session) -> HttpResponse {
-    auth::sign_out(&session);
-    HttpResponse::Ok().json(MessageBody {
+async fn logout(state: web::Data<AppState>, session: Session) -> ApiResult<HttpResponse> {
+    auth::sign_out(&state.store, &session).await?;
+    Ok(HttpResponse::Ok().json(MessageBody {
         message: "signed out".into(),
-    })
+    }))
 }
 
 async fn profile(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -125,13 +150,14 @@ async fn me(state: web::Data<AppState>, session: Session) -> ApiResult<HttpRespo
 }
 
 async fn token(state: web::Data<AppState>, session: Session) -> ApiResult<HttpResponse> {
-    let user = auth::require_user(&session)?;
+    let who = auth::require_user(&session)?;
+    let user = state
+        .store
+        .find_user(&who.username)
+        .await?
+        .ok_or_else(|| Error::Unauthorized("the account no longer exists".into()))?;
     let settings = &state.settings;
-    let token = auth::mint_token(
-        &user,
-        settings.auth_token_secret.expose(),
-        settings.token_ttl_secs,
-    )?;
+    let token = auth::mint_token(&user, settings.token_secret(), settings.token_ttl_secs)?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(token))

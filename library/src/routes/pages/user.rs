@@ -2,7 +2,7 @@
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
-use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -63,27 +63,50 @@ async fn login_form(session: Session) -> Page {
     Ok(templates::page(StatusCode::OK, "login.html", &ctx))
 }
 
-async fn login(state: web::Data<AppState>, session: Session, form: web::Form<LoginForm>) -> Page {
+async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Form<LoginForm>,
+) -> Page {
+    let client = state.throttle.client(&req);
+    let username = form.username.trim();
+    // Throttled: refused before the form (or anything else) is checked.
+    if let Err(e @ Error::RateLimited { .. }) = state
+        .throttle
+        .check_login(&state.store, username, &client)
+        .await
+    {
+        return Ok(login_again(&session, &form.username, &e));
+    }
     auth::check_csrf(&session, Some(&form.csrf_token))?;
-    match authenticate(&state, form.username.trim(), &form.password).await {
+    match authenticate(&state, &client, username, &form.password).await {
         Ok(user) => {
-            auth::sign_in(&session, &user)?;
+            auth::sign_in(
+                &state.store,
+                state.settings.session_max_age_secs,
+                &session,
+                &user,
+            )
+            .await?;
             Ok(see_other("/view/user/me"))
         }
-        Err(Error::Unauthorized(message)) => {
-            let base = PageBase::with_form(&session);
-            let ctx = base.context(
-                "Sign in",
-                json!({ "username": form.username, "error": message }),
-            );
-            Ok(templates::page(
-                StatusCode::UNAUTHORIZED,
-                "login.html",
-                &ctx,
-            ))
+        Err(e @ (Error::Unauthorized(_) | Error::RateLimited { .. })) => {
+            Ok(login_again(&session, &form.username, &e))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The sign-in form again with `error`'s message, under its status (401, or 429 with
+/// `Retry-After`).
+fn login_again(session: &Session, username: &str, error: &Error) -> HttpResponse {
+    let base = PageBase::with_form(session);
+    let ctx = base.context(
+        "Sign in",
+        json!({ "username": username, "error": error.to_string() }),
+    );
+    error.with_retry_after(templates::page(error.status_code(), "login.html", &ctx))
 }
 
 async fn signup_form(session: Session) -> Page {
@@ -92,17 +115,41 @@ async fn signup_form(session: Session) -> Page {
     Ok(templates::page(StatusCode::OK, "signup.html", &ctx))
 }
 
-async fn signup(state: web::Data<AppState>, session: Session, form: web::Form<SignupForm>) -> Page {
-    auth::check_csrf(&session, Some(&form.csrf_token))?;
+async fn signup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Form<SignupForm>,
+) -> Page {
+    let client = state.throttle.client(&req);
     let result = async {
+        state.throttle.signup_attempt(&state.store, &client).await?;
+        auth::check_csrf(&session, Some(&form.csrf_token))?;
         let new = NewUser::parse(&form.username, &form.fullname, &form.email, &form.password)?;
         register(&state, new).await
     }
     .await;
     match result {
         Ok(user) => {
-            auth::sign_in(&session, &user)?;
+            auth::sign_in(
+                &state.store,
+                state.settings.session_max_age_secs,
+                &session,
+                &user,
+            )
+            .await?;
             Ok(see_other("/view/user/me"))
+        }
+        Err(e @ Error::RateLimited { .. }) => {
+            let base = PageBase::with_form(&session);
+            let ctx = base.context(
+                "Sign up",
+                json!({
+                    "form": {"username": form.username, "fullname": form.fullname, "email": form.email},
+                    "error": e.to_string(),
+                }),
+            );
+            Ok(e.with_retry_after(templates::page(e.status_code(), "signup.html", &ctx)))
         }
         Err(Error::BadRequest(message)) => {
             let base = PageBase::with_form(&session);
@@ -128,7 +175,7 @@ async fn me(state: web::Data<AppState>, session: Session) -> Page {
         return Ok(see_other("/view/user/login"));
     };
     let Some(user) = state.store.find_user(&who.username).await? else {
-        auth::sign_out(&session);
+        auth::sign_out(&state.store, &session).await?;
         return Ok(see_other("/view/user/login"));
     };
     let base = PageBase::new(&session);
@@ -158,10 +205,14 @@ async fn profile(state: web::Data<AppState>, session: Session, path: web::Path<S
     Ok(templates::page(StatusCode::OK, "profile.html", &ctx))
 }
 
-async fn logout(session: Session, form: web::Form<super::book::CsrfForm>) -> Page {
+async fn logout(
+    state: web::Data<AppState>,
+    session: Session,
+    form: web::Form<super::book::CsrfForm>,
+) -> Page {
     if auth::current_user(&session).is_some() {
         auth::check_csrf(&session, Some(&form.csrf_token))?;
     }
-    auth::sign_out(&session);
+    auth::sign_out(&state.store, &session).await?;
     Ok(see_other("/view"))
 }
