@@ -4,11 +4,14 @@
 //! test script started (`TEST_REDIS_URL`, `TEST_MONGO_URL`), or else one this process starts on
 //! a free port and stops when it exits. Tests isolate themselves with [`unique_prefix`] and
 //! [`unique_db`]. Fault tests start a [`RedisServer`] or [`MongoServer`] of their own and stop
-//! and restart it at will.
+//! and restart it at will. Tests on a Redis Cluster start a [`RedisCluster`] of their own
+//! (`RedisCluster::start(3)`, `.seed_nodes()`, `.restart_node(i)`, `.node_ports()`).
 
+mod cluster;
 mod process;
 mod servers;
 
+pub use cluster::RedisCluster;
 pub use process::free_port;
 pub use servers::{MongoServer, RedisServer, mongo, mongo_url_with_db, redis};
 

@@ -1,10 +1,14 @@
-//! Where counts live: Redis when `REDIS_URL` is set, else an embedded redb file.
+//! Where counts live: Redis when `REDIS_URL` is set, a Redis Cluster when
+//! `REDIS_CLUSTER_NODES` is, else an embedded redb file.
 
 mod embedded;
+mod redis_cluster;
 mod redis_store;
 
 pub use embedded::EmbeddedStore;
+pub use redis_cluster::ClusterStore;
 pub use redis_store::RedisStore;
+use service_kit::redis_target::RedisTarget;
 use shared_proto::BookId;
 
 use crate::settings::Settings;
@@ -24,6 +28,8 @@ pub enum StoreError {
 pub enum CounterStore {
     /// Redis, shared with any other counter instance.
     Redis(RedisStore),
+    /// A Redis Cluster, shared with any other counter instance.
+    Cluster(ClusterStore),
     /// A redb file under `DATA_DIR/counter`.
     Embedded(EmbeddedStore),
 }
@@ -32,12 +38,22 @@ impl CounterStore {
     /// Opens the store the settings ask for. Redis is connected lazily, so the service starts
     /// (and reports not ready) while Redis is down.
     pub fn open(settings: &Settings) -> anyhow::Result<Self> {
-        match settings.redis_url.as_deref() {
-            Some(url) => Ok(Self::Redis(RedisStore::open(
-                url,
+        let timeout = std::time::Duration::from_millis(settings.redis_timeout_ms);
+        match settings.redis_target()? {
+            Some(RedisTarget::Single(url)) => Ok(Self::Redis(RedisStore::open(
+                &url,
                 &settings.redis_key_prefix,
-                std::time::Duration::from_millis(settings.redis_timeout_ms),
+                timeout,
             )?)),
+            Some(RedisTarget::Cluster(nodes)) => {
+                let seeds = RedisTarget::Cluster(nodes.clone()).describe();
+                Ok(Self::Cluster(ClusterStore::open(
+                    &nodes,
+                    seeds,
+                    &settings.redis_key_prefix,
+                    timeout,
+                )?))
+            }
             None => Ok(Self::Embedded(EmbeddedStore::open(
                 &settings.embedded_dir(),
             )?)),
@@ -48,6 +64,7 @@ impl CounterStore {
     pub async fn incr(&self, id: &BookId) -> Result<u64, StoreError> {
         match self {
             Self::Redis(store) => store.incr(id).await,
+            Self::Cluster(store) => store.incr(id).await,
             Self::Embedded(store) => store.incr(id).await,
         }
     }
@@ -66,6 +83,7 @@ impl CounterStore {
     pub async fn get_many(&self, ids: &[BookId]) -> Result<Vec<u64>, StoreError> {
         match self {
             Self::Redis(store) => store.get_many(ids).await,
+            Self::Cluster(store) => store.get_many(ids).await,
             Self::Embedded(store) => store.get_many(ids),
         }
     }
@@ -74,6 +92,7 @@ impl CounterStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Self::Redis(store) => store.ping().await,
+            Self::Cluster(store) => store.ping().await,
             Self::Embedded(_) => Ok(()),
         }
     }
@@ -81,7 +100,7 @@ impl CounterStore {
     /// The name `/readyz` reports when this store fails.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Redis(_) => "redis",
+            Self::Redis(_) | Self::Cluster(_) => "redis",
             Self::Embedded(_) => "embedded",
         }
     }
@@ -90,6 +109,7 @@ impl CounterStore {
     pub fn describe(&self) -> String {
         match self {
             Self::Redis(store) => format!("redis at {}", store.describe()),
+            Self::Cluster(store) => store.describe().to_owned(),
             Self::Embedded(store) => format!("embedded store at {}", store.path().display()),
         }
     }

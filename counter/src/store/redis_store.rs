@@ -49,21 +49,7 @@ impl RedisStore {
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e))
-                if e.kind() == redis::ErrorKind::UnexpectedReturnType
-                    || e.kind()
-                        == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
-            {
-                Err(StoreError::Invalid(e.to_string()))
-            }
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {:?}",
-                self.timeout
-            ))),
-        }
+        bounded(self.timeout, op).await
     }
 
     /// `INCR {prefix}{id}`.
@@ -84,15 +70,7 @@ impl RedisStore {
         let values: Vec<Option<String>> = self
             .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
             .await?;
-        values
-            .into_iter()
-            .map(|v| match v {
-                None => Ok(0),
-                Some(s) => s
-                    .parse::<u64>()
-                    .map_err(|_| StoreError::Invalid(format!("value {s:?} is not a count"))),
-            })
-            .collect()
+        counts(values)
     }
 
     /// `PING`.
@@ -103,4 +81,38 @@ impl RedisStore {
             .await?;
         Ok(())
     }
+}
+
+/// Runs one Redis operation for at most `timeout`: a wrong reply is [`StoreError::Invalid`],
+/// anything else (refused, reset, no answer in time) [`StoreError::Unavailable`].
+pub(super) async fn bounded<T>(
+    timeout: Duration,
+    op: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, op).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e))
+            if e.kind() == redis::ErrorKind::UnexpectedReturnType
+                || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+        {
+            Err(StoreError::Invalid(e.to_string()))
+        }
+        Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {timeout:?}"
+        ))),
+    }
+}
+
+/// Parses `MGET` values: missing keys count 0.
+pub(super) fn counts(values: Vec<Option<String>>) -> Result<Vec<u64>, StoreError> {
+    values
+        .into_iter()
+        .map(|v| match v {
+            None => Ok(0),
+            Some(s) => s
+                .parse::<u64>()
+                .map_err(|_| StoreError::Invalid(format!("value {s:?} is not a count"))),
+        })
+        .collect()
 }

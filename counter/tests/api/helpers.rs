@@ -12,6 +12,8 @@ pub enum Backend {
     Redis { url: String, prefix: String },
     /// The embedded store in `dir`.
     Embedded(PathBuf),
+    /// A Redis Cluster: `REDIS_CLUSTER_NODES` as given, under a key prefix of the test's own.
+    Cluster { nodes: String, prefix: String },
 }
 
 impl Backend {
@@ -47,6 +49,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             settings.redis_key_prefix = prefix;
         }
         Backend::Embedded(dir) => settings.data_dir = dir,
+        Backend::Cluster { nodes, prefix } => {
+            settings.redis_cluster_nodes = Some(nodes);
+            settings.redis_key_prefix = prefix;
+        }
     }
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());

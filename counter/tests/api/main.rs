@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod binary;
+mod cluster;
 mod counting;
 mod embedded;
 mod health;
