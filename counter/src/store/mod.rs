@@ -29,7 +29,7 @@ pub enum CounterStore {
     /// Redis, shared with any other counter instance.
     Redis(RedisStore),
     /// A Redis Cluster, shared with any other counter instance.
-    Cluster(ClusterStore),
+    Cluster(Box<ClusterStore>),
     /// A redb file under `DATA_DIR/counter`.
     Embedded(EmbeddedStore),
 }
@@ -47,12 +47,12 @@ impl CounterStore {
             )?)),
             Some(RedisTarget::Cluster(nodes)) => {
                 let seeds = RedisTarget::Cluster(nodes.clone()).describe();
-                Ok(Self::Cluster(ClusterStore::open(
+                Ok(Self::Cluster(Box::new(ClusterStore::open(
                     &nodes,
                     seeds,
                     &settings.redis_key_prefix,
                     timeout,
-                )?))
+                )?)))
             }
             None => Ok(Self::Embedded(EmbeddedStore::open(
                 &settings.embedded_dir(),
