@@ -366,6 +366,13 @@ class ComposeFile(unittest.TestCase):
         )
         self.assertTrue((ROOT / "data" / "mongo" / "init-db.js").is_file())
         self.assertGreaterEqual(s["comments-gateway"]["deploy"]["replicas"], 2)
+        # The library is stateless (files in MongoDB): no volume, several replicas.
+        self.assertNotIn("volumes", s["library"], "the library keeps nothing on a volume")
+        self.assertFalse(
+            [v for v in self.compose.get("volumes", {}) if "library" in v or "upload" in v],
+            "no library volume",
+        )
+        self.assertGreaterEqual(s["library"]["deploy"]["replicas"], 2)
         self.assertNotIn("ports", s["comments-gateway"], "replicas are reached through the proxy")
         volumes = set(self.compose.get("volumes", {}))
         for svc in s.values():
@@ -439,18 +446,28 @@ class ComposeFile(unittest.TestCase):
             published = [str(p).split(":")[-1] for p in svc.get("ports", [])]
             exposed = [str(p) for p in svc.get("expose", [])]
             self.assertEqual(published + exposed and set(published + exposed), {str(port)}, name)
-        self.assertEqual(self.services["library"]["ports"], ["80:3002"])
+        self.assertNotIn("ports", self.services["library"], "replicas are reached through the proxy")
         self.assertEqual(self.services["counter"]["ports"], ["3001:3001"])
 
-        # nginx: listens where gateway-proxy publishes, proxies to the gateway's port.
+        # nginx: listens where gateway-proxy publishes (:3003 the gateway, :80 the library),
+        # proxies to the services' ports.
         nginx = nginx_conf()
         gw_port = int(env["comments-gateway"]["PORT"])
+        lib_port = int(env["library"]["PORT"])
         self.assertEqual(
-            nginx["upstreams"], {"comments_gateway": [f"comments-gateway:{gw_port}"]}
+            nginx["upstreams"],
+            {
+                "comments_gateway": [f"comments-gateway:{gw_port}"],
+                "library": [f"library:{lib_port}"],
+            },
         )
-        self.assertEqual(set(nginx["proxy_passes"]), {"comments_gateway"})
+        self.assertEqual(set(nginx["proxy_passes"]), {"comments_gateway", "library"})
         proxy_ports = self.services["gateway-proxy"]["ports"]
-        self.assertEqual(nginx["listens"], [int(proxy_ports[0].split(":")[1])])
+        self.assertEqual(proxy_ports, ["3003:3003", "80:80"])
+        self.assertEqual(
+            sorted(nginx["listens"]), sorted(int(p.split(":")[1]) for p in proxy_ports)
+        )
+        self.assertRegex(nginx["text"], r"client_max_body_size\s+\d+m", "uploads pass the proxy")
         self.assertIn(
             "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro",
             self.services["gateway-proxy"]["volumes"],
@@ -461,7 +478,8 @@ class ComposeFile(unittest.TestCase):
         # URLs between the services name compose services and their ports.
         lib = env["library"]
         self.assertEqual(host_port(lib["COUNTER_URL"]), ("counter", int(env["counter"]["PORT"])))
-        self.assertEqual(host_port(lib["GATEWAY_URL"]), ("gateway-proxy", nginx["listens"][0]))
+        self.assertEqual(host_port(lib["GATEWAY_URL"]), ("gateway-proxy", gw_port))
+        self.assertIn(gw_port, nginx["listens"])
         public = urlparse(lib["GATEWAY_PUBLIC_URL"])
         self.assertEqual(public.scheme, "ws")
         self.assertEqual(public.path, "/ws")
@@ -553,6 +571,8 @@ class Kubernetes(unittest.TestCase):
             for want in (
                 ("HorizontalPodAutoscaler", "comments-gateway"),
                 ("PodDisruptionBudget", "comments-gateway"),
+                ("HorizontalPodAutoscaler", "library"),
+                ("PodDisruptionBudget", "library"),
                 ("ConfigMap", "book-library-config"),
             ):
                 self.assertIn(want, kinds, d)
@@ -626,14 +646,22 @@ class Kubernetes(unittest.TestCase):
                 self.assertIn(svc["spec"]["ports"][0]["targetPort"], (port_name, port))
             gw = by[("Deployment", "comments-gateway")]["spec"]["template"]["spec"]
             self.assertGreaterEqual(gw["terminationGracePeriodSeconds"], 30)
-            hpa = by[("HorizontalPodAutoscaler", "comments-gateway")]["spec"]
-            self.assertEqual(hpa["scaleTargetRef"]["name"], "comments-gateway")
-            self.assertGreaterEqual(hpa["minReplicas"], 2)
-            pdb = by[("PodDisruptionBudget", "comments-gateway")]["spec"]
-            self.assertEqual(
-                pdb["selector"]["matchLabels"],
-                by[("Deployment", "comments-gateway")]["spec"]["selector"]["matchLabels"],
-            )
+            for name in ("comments-gateway", "library"):
+                hpa = by[("HorizontalPodAutoscaler", name)]["spec"]
+                self.assertEqual(hpa["scaleTargetRef"]["name"], name)
+                self.assertGreaterEqual(hpa["minReplicas"], 2)
+                pdb = by[("PodDisruptionBudget", name)]["spec"]
+                self.assertEqual(
+                    pdb["selector"]["matchLabels"],
+                    by[("Deployment", name)]["spec"]["selector"]["matchLabels"],
+                )
+            # The library is stateless: no volume, no claim, more than one replica.
+            lib = by[("Deployment", "library")]["spec"]
+            self.assertGreater(lib["replicas"], 1)
+            self.assertNotIn("volumes", lib["template"]["spec"])
+            self.assertFalse(lib["template"]["spec"]["containers"][0].get("volumeMounts"))
+            self.assertNotEqual(lib.get("strategy", {}).get("type"), "Recreate")
+            self.assertFalse([k for k, _ in by if k == "PersistentVolumeClaim"], "no volume claims")
             # URLs in the ConfigMap point at the Services.
             self.assertEqual(host_port(config["COUNTER_URL"]), ("counter", 3001))
             self.assertEqual(host_port(config["GATEWAY_URL"]), ("comments-gateway", 3003))
