@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the three services, installs the test's node dependencies and runs the end-to-end
-# test (plus the unit tests of library/static/js/comments.js) in headless Chromium.
+# test (plus the type check and unit tests of library/static/js/comments.js) in headless Chromium.
 #
 #   e2e/run.sh                      # both modes: private redis+SecantusDB, then embedded stores
 #   E2E_MODES=embedded e2e/run.sh   # one mode
@@ -29,4 +29,6 @@ fi
 cd e2e
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+echo "== tsc --noEmit --checkJs: comments.js against the generated protocol.d.ts"
+npx --no-install tsc -p tsconfig.json
 node --test --test-concurrency=1 unit/ tests/

@@ -78,6 +78,9 @@ function waitText(page, text, timeout = LIVE_MS) {
 }
 
 async function post(page, text) {
+  // Headless Chromium stops drawing frames in a window that is not in front, and a click waits
+  // for frames (its "stable" check): bring the window to the front as a user would.
+  await page.bringToFront();
   const form = page.locator('#comments form.comment-form');
   await form.locator('textarea[name="text"]').fill(text);
   const started = Date.now();
@@ -174,8 +177,9 @@ for (const mode of MODES) {
 async function scenario(stack, browser, contexts, pages, mode) {
   const base = stack.libraryUrl;
   const tag = randomBytes(3).toString('hex');
-  const ctxA = await browser.newContext();
-  const ctxB = await browser.newContext();
+  // Each reader in another time zone: times show in the reader's own.
+  const ctxA = await browser.newContext({ timezoneId: 'Europe/Berlin', locale: 'en-GB' });
+  const ctxB = await browser.newContext({ timezoneId: 'Asia/Tokyo', locale: 'en-GB' });
   contexts.push(ctxA, ctxB);
   const userA = await signUpAndIn(ctxA, base, `alice_${tag}`);
   const userB = await signUpAndIn(ctxB, base, `bob_${tag}`);
@@ -208,7 +212,7 @@ async function scenario(stack, browser, contexts, pages, mode) {
       name.startsWith('a') ? userA.username : userB.username, `${name} data-username`);
   }
   // a signed-out visitor reads live, without a form
-  const ctxAnon = await browser.newContext();
+  const ctxAnon = await browser.newContext({ locale: 'en-GB' });
   contexts.push(ctxAnon);
   pages.anonBook = await openLive(ctxAnon, bookUrl);
   assert.equal(await pages.anonBook.locator('#comments form.comment-form:visible').count(), 0, 'no form when signed out');
@@ -336,7 +340,397 @@ async function scenario(stack, browser, contexts, pages, mode) {
     assert.equal(await p.evaluate(() => document.querySelector('#comments .comment-error')?.textContent || ''), '');
   });
 
+  await discussion({ browser, contexts, pages, base, tag, userA, userB, ctxA, ctxB, ctxAnon, bookUrl, mode });
+
   for (const [name, p] of Object.entries(pages)) {
     assert.deepEqual(p.__errors || [], [], `no script errors in ${name}`);
   }
+}
+
+// ------------------------------------------------------------------ discussions (v3)
+
+/** The list item of the comment whose text includes `text`. */
+function item(page, text) {
+  return page.locator('#comments .comment-list > .comment', {
+    has: page.locator('.comment-text', { hasText: text }),
+  });
+}
+
+/** Waits until `fn(arg)` is truthy in the page (polling), with a helpful message. */
+async function until(page, what, fn, arg, timeout = 3000) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout, polling: 50 });
+  } catch (err) {
+    throw new Error(`${what}: not within ${timeout} ms (${err.message.split('\n')[0]})`);
+  }
+}
+
+function presenceText(page) {
+  return page.evaluate(() => document.querySelector('#comments .comments-presence')?.textContent || '');
+}
+
+function waitPresence(page, expected, timeout = 4000) {
+  return until(page, `presence "${expected}"`, (t) => document.querySelector('#comments .comments-presence')?.textContent === t, expected, timeout);
+}
+
+/** Reaction counts shown on a comment, and which are pressed: {"👍": [2, true]}. */
+function reactionsOf(page, text) {
+  return page.evaluate((t) => {
+    const li = [...document.querySelectorAll('#comments .comment-list > .comment')]
+      .find((e) => e.querySelector('.comment-text')?.textContent.includes(t));
+    if (!li) return null;
+    const out = {};
+    for (const b of li.querySelectorAll('.comment-reactions .reaction')) {
+      out[b.dataset.emoji] = [Number(b.querySelector('.reaction-count').textContent), b.getAttribute('aria-pressed') === 'true'];
+    }
+    return out;
+  }, text);
+}
+
+function waitReactions(page, text, expected, timeout = 3000) {
+  return until(page, `reactions ${JSON.stringify(expected)} on "${text}"`, ([t, want]) => {
+    const li = [...document.querySelectorAll('#comments .comment-list > .comment')]
+      .find((e) => e.querySelector('.comment-text')?.textContent.includes(t));
+    if (!li) return false;
+    const got = {};
+    for (const b of li.querySelectorAll('.comment-reactions .reaction')) got[b.dataset.emoji] = Number(b.querySelector('.reaction-count').textContent);
+    return JSON.stringify(got) === JSON.stringify(want);
+  }, [text, expected], timeout);
+}
+
+function waitGone(page, text, timeout = 3000) {
+  return until(page, `"${text}" gone`, (t) => ![...document.querySelectorAll('#comments .comment-list .comment-text')]
+    .some((e) => e.textContent.includes(t)), text, timeout);
+}
+
+async function discussion({ browser, contexts, pages, base, tag, userA, userB, ctxA, ctxB, ctxAnon, bookUrl, mode }) {
+  const nameA = `User ${userA.username}`;
+  const nameB = `User ${userB.username}`;
+  const bookWindows = { aBook: pages.aBook, bBook: pages.bBook, anonBook: pages.anonBook };
+  const parentText = `book comment ${tag} 1`;
+
+  await step('presence: "3 reading now: A, B and 1 guest" in every window; a second tab of A counts once', async () => {
+    const three = `3 reading now: ${nameA}, ${nameB} and 1 guest`;
+    for (const p of Object.values(bookWindows)) await waitPresence(p, three);
+    const tab = await openLive(ctxA, bookUrl);
+    await new Promise((r) => setTimeout(r, 2500));
+    for (const p of [...Object.values(bookWindows), tab]) assert.equal(await presenceText(p), three, 'a user with two tabs counts once');
+    await tab.close();
+    const guest = await openLive(ctxAnon, bookUrl);
+    const four = `4 reading now: ${nameA}, ${nameB} and 2 guests`;
+    for (const p of Object.values(bookWindows)) await waitPresence(p, four);
+    await guest.close();
+    for (const p of Object.values(bookWindows)) await waitPresence(p, three, 7000);
+    // /view is another room: nobody of the book in its line
+    assert.ok(!(await presenceText(pages.aIndex)).startsWith('3 reading now'), await presenceText(pages.aIndex));
+  });
+
+  await step('typing: "A is typing…" in the other windows, never for A itself, gone a few seconds after', async () => {
+    await pages.aBook.bringToFront();
+    const area = pages.aBook.locator('#comments textarea[name="text"]');
+    await area.click();
+    await area.pressSequentially('thinking', { delay: 30 });
+    const line = `${nameA} is typing…`;
+    for (const p of [pages.bBook, pages.anonBook]) {
+      await until(p, 'typing line', (t) => document.querySelector('#comments .comments-typing')?.textContent === t, line, 3000);
+      assert.equal(await p.locator('#comments .comments-typing').isVisible(), true);
+    }
+    assert.equal(await pages.aBook.evaluate(() => document.querySelector('#comments .comments-typing')?.textContent || ''), '');
+    assert.equal(await pages.bIndex.evaluate(() => document.querySelector('#comments .comments-typing')?.textContent || ''), '', 'other room');
+    await area.fill('');
+    for (const p of [pages.bBook, pages.anonBook]) {
+      await until(p, 'typing line gone', () => !document.querySelector('#comments .comments-typing')?.textContent, null, 8000);
+    }
+  });
+
+  let replyText;
+  await step('reply: B answers A with the keyboard (Enter sends, Shift+Enter breaks the line); quote and link everywhere', async () => {
+    await pages.bBook.bringToFront();
+    const target = item(pages.bBook, parentText);
+    await target.locator('[data-action="reply"]').focus();
+    await pages.bBook.keyboard.press('Enter');
+    const replying = pages.bBook.locator('#comments .comment-replying');
+    await replying.waitFor({ state: 'visible', timeout: 2000 });
+    assert.match(await replying.textContent(), new RegExp(`Replying to ${nameA}`));
+    const focused = await pages.bBook.evaluate(() => document.activeElement?.getAttribute('name'));
+    assert.equal(focused, 'text', 'Reply moves the focus to the form');
+    replyText = `reply ${tag}`;
+    await pages.bBook.keyboard.type(`${replyText} line one`);
+    await pages.bBook.keyboard.press('Shift+Enter');
+    await pages.bBook.keyboard.type('line two');
+    const waits = Object.values(bookWindows).map((p) => waitText(p, replyText, LIVE_MS + 500));
+    await pages.bBook.keyboard.press('Enter');
+    await Promise.all(waits);
+    const parentId = await item(pages.aBook, parentText).getAttribute('data-id');
+    for (const [name, p] of Object.entries(bookWindows)) {
+      const li = item(p, replyText);
+      assert.equal(await li.locator('.comment-text').textContent(), `${replyText} line one\nline two`, `${name}: Shift+Enter kept the line break`);
+      assert.equal(await li.getAttribute('data-reply-to'), parentId, name);
+      const quote = li.locator('.comment-quote');
+      await until(p, 'quote filled', (t) => [...document.querySelectorAll('#comments .comment-quote-text')].some((e) => e.textContent.includes(t)), parentText, 2000);
+      assert.match(await quote.textContent(), new RegExp(`${nameA}: ${parentText}`), name);
+      assert.equal(await quote.locator('a').getAttribute('href'), `#comment-${parentId}`, name);
+    }
+    assert.equal(await pages.bBook.locator('#comments .comment-replying').count(), 0, 'reply state cleared after sending');
+    assert.equal(await pages.bBook.locator('#comments textarea[name="text"]').inputValue(), '');
+    // the quote link leads to the parent
+    await pages.anonBook.bringToFront();
+    await item(pages.anonBook, replyText).locator('.comment-quote a').click();
+    assert.equal(await pages.anonBook.evaluate(() => document.activeElement?.dataset.id), parentId);
+  });
+
+  const editedText = `book comment ${tag} 1 (edited)`;
+  await step('edit: A edits its own comment; "edited" and the new text show live everywhere; B cannot edit it', async () => {
+    assert.equal(await item(pages.bBook, parentText).locator('[data-action="edit"]').count(), 0, 'no Edit for others');
+    assert.equal(await item(pages.bBook, parentText).locator('[data-action="delete"]').count(), 0, 'no Delete for others');
+    assert.equal(await item(pages.anonBook, parentText).locator('[data-action="edit"], [data-action="delete"]').count(), 0);
+    await pages.aBook.bringToFront();
+    const li = item(pages.aBook, parentText);
+    await li.locator('[data-action="edit"]').click();
+    const box = pages.aBook.locator('#comments .comment-edit-text');
+    await box.waitFor({ state: 'visible', timeout: 2000 });
+    assert.equal(await box.inputValue(), parentText);
+    await box.fill(editedText);
+    const started = Date.now();
+    await box.press('Enter');
+    for (const [name, p] of Object.entries(bookWindows)) {
+      await until(p, `${name}: edited text`, (t) => [...document.querySelectorAll('#comments .comment')]
+        .some((e) => e.querySelector('.comment-text')?.textContent === t && !e.querySelector('.comment-edited')?.hidden), editedText, LIVE_MS + 500);
+    }
+    console.log(`# edit visible in every book window ${Date.now() - started} ms after Enter`);
+    assert.equal(await pages.aBook.locator('#comments .comment-edit-text').count(), 0, 'edit box closed');
+    // the reply's quote follows the edit
+    await until(pages.bBook, 'quote follows the edit', (t) => [...document.querySelectorAll('#comments .comment-quote-text')].some((e) => e.textContent.includes(t)), editedText);
+  });
+
+  await step('react: counts change live everywhere, own reactions highlighted; signed-out readers are invited to sign in', async () => {
+    await pages.bBook.bringToFront();
+    const add = item(pages.bBook, editedText).locator('[data-action="toggle-picker"]');
+    await add.focus();
+    await pages.bBook.keyboard.press('Enter');
+    assert.equal(await add.getAttribute('aria-expanded'), 'true');
+    // the picker's first button (👍) has the focus: the keyboard reacts
+    assert.equal(await pages.bBook.evaluate(() => document.activeElement?.dataset.emoji), '👍');
+    await pages.bBook.keyboard.press('Enter');
+    for (const p of Object.values(bookWindows)) await waitReactions(p, editedText, { '👍': 1 });
+    assert.deepEqual(await reactionsOf(pages.bBook, editedText), { '👍': [1, true] }, 'B: own highlighted');
+    assert.deepEqual(await reactionsOf(pages.aBook, editedText), { '👍': [1, false] }, 'A: not A\'s');
+    await pages.aBook.bringToFront();
+    await item(pages.aBook, editedText).locator('.reaction[data-emoji="👍"]').click();
+    await item(pages.aBook, editedText).locator('[data-action="toggle-picker"]').click();
+    await item(pages.aBook, editedText).locator('.reaction-choice[data-emoji="🎉"]').click();
+    for (const p of Object.values(bookWindows)) await waitReactions(p, editedText, { '👍': 2, '🎉': 1 });
+    assert.deepEqual(await reactionsOf(pages.aBook, editedText), { '👍': [2, true], '🎉': [1, true] });
+    assert.deepEqual(await reactionsOf(pages.bBook, editedText), { '👍': [2, true], '🎉': [1, false] });
+    // B takes its 👍 back
+    await pages.bBook.bringToFront();
+    await item(pages.bBook, editedText).locator('.reaction[data-emoji="👍"]').click();
+    for (const p of Object.values(bookWindows)) await waitReactions(p, editedText, { '👍': 1, '🎉': 1 });
+    assert.deepEqual(await reactionsOf(pages.bBook, editedText), { '👍': [1, false], '🎉': [1, false] });
+    // signed out: an invitation, nothing changes
+    await pages.anonBook.bringToFront();
+    await item(pages.anonBook, editedText).locator('.reaction[data-emoji="👍"]').click();
+    const hint = item(pages.anonBook, editedText).locator('.comment-signin-hint');
+    await hint.waitFor({ state: 'visible', timeout: 2000 });
+    assert.match(await hint.textContent(), /Sign in to react/);
+    assert.equal(await hint.locator('a').getAttribute('href'), '/view/user/login');
+    await item(pages.anonBook, replyText).locator('[data-action="reply"]').click();
+    assert.match(await item(pages.anonBook, replyText).locator('.comment-signin-hint').textContent(), /Sign in to reply/);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(await reactionsOf(pages.aBook, editedText), { '👍': [1, true], '🎉': [1, true] });
+  });
+
+  await step('times: relative, exact time on hover in the reader\'s time zone', async () => {
+    assert.equal(await item(pages.aBook, editedText).locator('time').textContent(), 'just now');
+    // demo comment of book 1, 2024-02-02T09:42:10.250Z: 10:42 in Berlin, 18:42 in Tokyo
+    const demo = (p) => p.evaluate(() => {
+      const t = document.querySelector('#comments time[datetime="2024-02-02T09:42:10.250Z"]');
+      return t ? { text: t.textContent, title: t.title } : null;
+    });
+    if (mode !== 'mock' || (await demo(pages.aBook))) {
+      const a = await demo(pages.aBook);
+      const b = await demo(pages.bBook);
+      assert.ok(a && b, 'the demo comment is on the page');
+      assert.match(a.title, /2 February 2024.*10:42:10/, `Berlin: ${a.title}`);
+      assert.match(b.title, /2 February 2024.*18:42:10/, `Tokyo: ${b.title}`);
+      assert.match(a.text, /2 Feb 2024, 10:42/);
+    }
+  });
+
+  await step('delete: A deletes its comment after a confirmation; it vanishes everywhere, the reply stays with a "deleted" quote', async () => {
+    await pages.aBook.bringToFront();
+    const li = item(pages.aBook, editedText);
+    await li.locator('[data-action="delete"]').click();
+    const confirm = li.locator('[data-action="delete-confirm"]');
+    await confirm.waitFor({ state: 'visible', timeout: 2000 });
+    assert.match(await li.locator('.comment-confirm').textContent(), /Delete this comment\?/);
+    // cancel first: nothing happens
+    await li.locator('[data-action="delete-cancel"]').click();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await countText(pages.bBook, editedText), 1);
+    await li.locator('[data-action="delete"]').click();
+    await li.locator('[data-action="delete-confirm"]').click();
+    for (const p of Object.values(bookWindows)) await waitGone(p, editedText);
+    for (const [name, p] of Object.entries(bookWindows)) {
+      assert.equal(await countText(p, replyText), 1, `${name}: the reply stays`);
+      await until(p, `${name}: quote says deleted`, (t) => [...document.querySelectorAll('#comments .comment')]
+        .some((e) => e.querySelector('.comment-text')?.textContent.includes(t) && e.querySelector('.comment-quote')?.textContent.includes('deleted')), replyText);
+    }
+  });
+
+  await step('admin: the demo Admin may delete anyone\'s comment; others see no Delete on foreign comments', async () => {
+    const ctxAdmin = await browser.newContext({ locale: 'en-GB' });
+    contexts.push(ctxAdmin);
+    const login = await ctxAdmin.request.post(`${base}/api/v1/user/login`, {
+      data: { username: 'Admin', password: 'Admin' }, headers: { Origin: base, Accept: 'application/json' },
+    });
+    assert.equal(login.status(), 201, await login.text());
+    pages.adminBook = await openLive(ctxAdmin, bookUrl);
+    const li = item(pages.adminBook, replyText);
+    await li.locator('[data-action="delete"]').click();
+    await li.locator('[data-action="delete-confirm"]').click();
+    for (const p of Object.values(bookWindows)) await waitGone(p, replyText);
+    await pages.adminBook.close();
+    delete pages.adminBook;
+  });
+
+  await step('reconnect: edits, reactions and deletions made while offline appear after the reconnect', async () => {
+    const keep = `kept ${tag}`;
+    const doomed = `doomed ${tag}`;
+    for (const t of [keep, doomed]) {
+      const w = waitText(pages.bBook, t, 3000);
+      await post(pages.aBook, t);
+      await w;
+    }
+    const victim = pages.bBook;
+    await ctxB.setOffline(true);
+    await victim.evaluate(() => window.__comments.socket && window.__comments.socket.close());
+    await victim.waitForFunction(() => window.__comments.state !== 'live', null, { timeout: 5000 });
+    // meanwhile, in A's window: edit one, react to it, delete the other, post a new one
+    await pages.aBook.bringToFront();
+    const li = item(pages.aBook, keep);
+    await li.locator('[data-action="edit"]').click();
+    await pages.aBook.locator('#comments .comment-edit-text').fill(`${keep} v2`);
+    await pages.aBook.locator('#comments .comment-edit-text').press('Enter');
+    await until(pages.aBook, 'edit acked', (t) => [...document.querySelectorAll('#comments .comment-text')].some((e) => e.textContent === t), `${keep} v2`);
+    await item(pages.aBook, `${keep} v2`).locator('[data-action="toggle-picker"]').click();
+    await item(pages.aBook, `${keep} v2`).locator('.reaction-choice[data-emoji="❤️"]').click();
+    await waitReactions(pages.aBook, `${keep} v2`, { '❤️': 1 });
+    await pages.aBook.bringToFront();
+    const gone = item(pages.aBook, doomed);
+    await gone.locator('[data-action="delete"]').click();
+    await gone.locator('[data-action="delete-confirm"]').click();
+    await waitGone(pages.aBook, doomed);
+    const fresh = `after the drop ${tag}`;
+    await post(pages.aBook, fresh);
+    await waitText(pages.aBook, fresh);
+    assert.equal(await countText(victim, `${keep} v2`), 0, 'offline window got the edit anyway?');
+
+    await ctxB.setOffline(false);
+    await victim.waitForFunction(() => window.__comments.state === 'live', null, { timeout: 15_000 });
+    await waitText(victim, fresh, 5000);
+    await until(victim, 'edit after reconnect', (t) => [...document.querySelectorAll('#comments .comment')]
+      .some((e) => e.querySelector('.comment-text')?.textContent === t && !e.querySelector('.comment-edited')?.hidden), `${keep} v2`, 5000);
+    await waitReactions(victim, `${keep} v2`, { '❤️': 1 }, 5000);
+    await waitGone(victim, doomed, 5000);
+    assert.deepEqual(await seqsOf(victim), await seqsOf(pages.aBook), 'same comments as A after the reconnect');
+  });
+
+  await step('"new comments ↓" marker when comments arrive while scrolled away', async () => {
+    const p = pages.bBook;
+    await p.setViewportSize({ width: 900, height: 420 });
+    await p.evaluate(() => window.scrollTo(0, 0));
+    await p.waitForFunction(() => {
+      const items = document.querySelectorAll('#comments .comment-list > .comment');
+      const last = items[items.length - 1];
+      return last && last.getBoundingClientRect().top > window.innerHeight;
+    }, null, { timeout: 2000 });
+    const text = `while away ${tag}`;
+    const w = waitText(p, text);
+    await post(pages.aBook, text);
+    await w;
+    const marker = p.locator('#comments .comments-new-marker');
+    await marker.waitFor({ state: 'visible', timeout: 2000 });
+    await p.bringToFront();
+    assert.match(await marker.textContent(), /new comments ↓/);
+    assert.match(await marker.getAttribute('aria-label'), /1 new comment/);
+    await marker.click();
+    await marker.waitFor({ state: 'hidden', timeout: 2000 });
+    const inView = await p.evaluate((t) => {
+      const e = [...document.querySelectorAll('#comments .comment')].find((x) => x.querySelector('.comment-text')?.textContent === t);
+      const r = e.getBoundingClientRect();
+      return r.top >= 0 && r.bottom <= window.innerHeight + 1;
+    }, text);
+    assert.ok(inView, 'the marker scrolled to the new comment');
+    // the author's own window never shows the marker
+    assert.equal(await pages.aBook.locator('#comments .comments-new-marker:visible').count(), 0);
+  });
+
+  await step('every control is labelled and keyboard reachable', async () => {
+    for (const [name, p] of Object.entries(bookWindows)) {
+      const bad = await p.evaluate(() => [...document.querySelectorAll('#comments button, #comments a, #comments textarea')]
+        .filter((e) => e.offsetParent !== null)
+        .filter((e) => {
+          const label = e.getAttribute('aria-label') || e.textContent.trim()
+            || (e.id && document.querySelector(`label[for="${e.id}"]`)?.textContent.trim());
+          return !label || e.tabIndex < 0;
+        })
+        .map((e) => e.outerHTML.slice(0, 120)));
+      assert.deepEqual(bad, [], `${name}: unlabelled or unreachable controls`);
+    }
+  });
+
+  await step('server-rendered page (no JavaScript) shows replies, "edited", reactions and readers', async () => {
+    // a reply to the edited, reacted comment, so that the HTML has all of it
+    const keep = `kept ${tag} v2`;
+    await pages.bBook.bringToFront();
+    await item(pages.bBook, keep).locator('[data-action="reply"]').click();
+    const r = `server reply ${tag}`;
+    const w = waitText(pages.aBook, r);
+    await post(pages.bBook, r);
+    await w;
+    const res = await ctxAnon.request.get(bookUrl);
+    assert.equal(res.status(), 200);
+    const html = await res.text();
+    const id = await item(pages.aBook, keep).getAttribute('data-id');
+    assert.ok(html.includes(`data-reply-to="${id}"`), 'reply marked in HTML');
+    assert.match(html, /class="comment-quote/);
+    assert.match(html, /class="comment-edited/);
+    assert.match(html, /❤️ <span class="reaction-count">1<\/span>|❤️<\/span> <span class="reaction-count">1<\/span>/);
+    assert.match(html, /\d+ reading now/);
+  });
+
+  await step('a reply whose parent is not on the page quotes it from the gateway (GET /rooms/{room}/comments/{id})', async () => {
+    const p = pages.aBook;
+    await p.bringToFront();
+    const parent = `far parent ${tag}`;
+    await post(p, parent);
+    await waitText(p, parent);
+    // 50 more comments push the parent out of the latest 50 that a page shows (under the post rate limit)
+    await p.evaluate(async (t) => {
+      const c = window.__comments.client;
+      for (let i = 0; i < 50; i += 1) {
+        c.sendFrame({ type: 'post', ref: `filler-${i}`, payload: { room: c.room, text: `filler ${t} ${i}`, clientId: `filler-${t}-${i}` } });
+        await new Promise((r) => setTimeout(r, 210));
+      }
+    }, tag);
+    await waitText(p, `filler ${tag} 49`, 10_000);
+    await item(p, parent).locator('[data-action="reply"]').click();
+    const reply = `far reply ${tag}`;
+    await post(p, reply);
+    await waitText(p, reply);
+    const fresh = await openLive(ctxAnon, bookUrl);
+    const failed = [];
+    fresh.on('requestfailed', (r) => failed.push(`${r.url()} ${r.failure()?.errorText}`));
+    assert.equal(await countText(fresh, parent), 0, 'the parent is not on the new page');
+    assert.equal(await countText(fresh, reply), 1);
+    try {
+      await until(fresh, 'quote of a parent not on the page', (t) => [...document.querySelectorAll('#comments .comment-quote-text')]
+        .some((e) => e.textContent.includes(t)), parent, 5000);
+    } catch (err) {
+      err.message += ` (failed requests: ${JSON.stringify(failed)}; the gateway must answer GET /rooms/{room}/comments/{id} with Access-Control-Allow-Origin)`;
+      throw err;
+    }
+    await fresh.close();
+  });
 }

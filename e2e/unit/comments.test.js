@@ -8,7 +8,11 @@ import { fileURLToPath } from 'node:url';
 const SRC = fileURLToPath(new URL('../../library/static/js/comments.js', import.meta.url));
 // The file is a browser module with no package.json around it: import its text as a data: URL.
 const mod = await import(`data:text/javascript;base64,${Buffer.from(await readFile(SRC)).toString('base64')}`);
-const { backoffDelay, socketUrl, parseSeq, checkText, insertionIndex, formatTime, CommentsClient } = mod;
+const {
+  backoffDelay, socketUrl, parseSeq, checkText, insertionIndex, formatTime, CommentsClient,
+  httpBaseFromWs, formatPresence, formatTyping, formatRelative, formatExact, quoteText, canEdit,
+  cleanReactions, normalizeComment, staleIds, friendlyError, joinNames, TYPERS_MAX,
+} = mod;
 
 test('backoffDelay grows exponentially with jitter and caps at 10 s', () => {
   assert.equal(backoffDelay(0, () => 0), 250);
@@ -84,7 +88,7 @@ class FakeTimers {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-function makeEnv({ username = 'JD', tokenStatus = 200, initial = [] } = {}) {
+function makeEnv({ username = 'JD', tokenStatus = 200, initial = [], lastSeq = 0, parents = {} } = {}) {
   const sockets = [];
   class FakeSocket {
     constructor(url) { this.url = url; this.readyState = 1; this.sent = []; sockets.push(this); }
@@ -94,14 +98,24 @@ function makeEnv({ username = 'JD', tokenStatus = 200, initial = [] } = {}) {
     emit(type, payload, ref) { this.onmessage?.({ data: JSON.stringify(ref ? { type, ref, payload } : { type, payload }) }); }
     drop() { this.readyState = 3; this.onclose?.({ code: 1006 }); }
     last(type) { return [...this.sent].reverse().find((m) => m.type === type); }
+    all(type) { return this.sent.filter((m) => m.type === type); }
   }
   const events = [];
   const view = {
     comments: [...initial],
-    initialComments: () => initial.map((c) => ({ id: c.id, seq: c.seq })),
+    initialComments: () => initial.map((c) => ({ ...c })),
+    initialLastSeq: () => lastSeq,
     setState: (s) => events.push(['state', s]),
-    addComment: (c, own) => { view.comments.push({ ...c, own }); },
-    removeComment: (id) => { view.comments = view.comments.filter((c) => c.id !== id); },
+    addComment: (c, own, mine, fresh) => { view.comments.push({ ...c, own, mine: [...mine], fresh }); },
+    updateComment: (c, mine) => {
+      const i = view.comments.findIndex((x) => x.id === c.id);
+      if (i >= 0) view.comments[i] = { ...view.comments[i], ...c, mine: [...mine] };
+      events.push(['update', c.id]);
+    },
+    removeComment: (id) => { view.comments = view.comments.filter((c) => c.id !== id); events.push(['remove', id]); },
+    setUser: (u) => events.push(['user', u && u.id]),
+    setPresence: (t) => events.push(['presence', t]),
+    setTyping: (t) => events.push(['typing', t]),
     showNotice: (t) => events.push(['notice', t]),
     showError: (t) => events.push(['error', t]),
     clearError: () => events.push(['clearError']),
@@ -109,9 +123,12 @@ function makeEnv({ username = 'JD', tokenStatus = 200, initial = [] } = {}) {
     setCanPost: (can) => events.push(['canPost', can]),
     setSending: (s) => events.push(['sending', s]),
     postDone: (t) => events.push(['postDone', t]),
+    editDone: (id, ok, message) => events.push(['editDone', id, ok, message]),
+    deleteFailed: (id, message) => events.push(['deleteFailed', id, message]),
   };
   const timers = new FakeTimers();
   let tokenCalls = 0;
+  const fetches = [];
   let ids = 0;
   const client = new CommentsClient({
     room: '1',
@@ -121,8 +138,15 @@ function makeEnv({ username = 'JD', tokenStatus = 200, initial = [] } = {}) {
     view,
     WebSocket: FakeSocket,
     fetch: async (url, opts) => {
+      if (url !== '/api/v1/user/token') {
+        fetches.push([url, opts]);
+        const id = decodeURIComponent(url.split('/').pop());
+        const answer = parents[id];
+        if (answer === 'down') throw new TypeError('network');
+        if (!answer) return { ok: false, status: 404, json: async () => ({ error: { code: 'not_found', message: 'no' } }) };
+        return { ok: true, status: 200, json: async () => ({ comment: answer }) };
+      }
       tokenCalls += 1;
-      assert.equal(url, '/api/v1/user/token');
       assert.equal(opts.credentials, 'same-origin');
       if (tokenStatus === 'down') throw new TypeError('network');
       return { ok: tokenStatus === 200, status: tokenStatus, json: async () => ({ token: `tok${tokenCalls}`, expiresAt: 'x' }) };
@@ -132,20 +156,21 @@ function makeEnv({ username = 'JD', tokenStatus = 200, initial = [] } = {}) {
     random: () => 0.5,
     uuid: () => `uuid-${++ids}`,
   });
-  return { client, sockets, view, events, timers, tokenCalls: () => tokenCalls };
+  return { client, sockets, view, events, timers, fetches, tokenCalls: () => tokenCalls };
 }
 
-const comment = (seq, author = 'BadComedian', room = '1') => ({
+const comment = (seq, author = 'BadComedian', room = '1', extra = {}) => ({
   id: `id${seq}`, seq, room, author: { id: author, name: author }, text: `text ${seq}`, createdAt: '2024-02-02T09:42:10.250Z',
+  replyTo: null, editedAt: null, reactions: {}, ...extra,
 });
 
-async function connectLive(env, { user = { id: 'JD', name: 'John Doe', role: 'user' }, backlog = [] } = {}) {
+async function connectLive(env, { user = { id: 'JD', name: 'John Doe', role: 'user' }, backlog = [], mine } = {}) {
   env.client.start();
   await flush();
   const ws = env.sockets.at(-1);
   ws.emit('welcome', { connectionId: 'c', user, heartbeatMs: 15000 });
   const sub = ws.last('subscribe');
-  ws.emit('subscribed', { room: '1', comments: backlog, truncated: false }, sub.ref);
+  ws.emit('subscribed', { room: '1', comments: backlog, truncated: false, ...(mine ? { mine } : {}) }, sub.ref);
   return { ws, sub };
 }
 
@@ -222,7 +247,7 @@ test('post: clientId, ack, form state; repeated clientId only on retry of the sa
   env.client.post('again');
   const p2 = ws.last('post');
   ws.emit('error', { code: 'rate_limited', message: 'slow down' }, p2.ref);
-  assert.deepEqual(env.events.at(-1), ['error', 'slow down']);
+  assert.deepEqual(env.events.at(-1), ['error', 'Slow down a little, then try again.']);
   env.client.post('again');
   assert.equal(ws.last('post').payload.clientId, p2.payload.clientId);
   ws.emit('error', { code: 'unavailable', message: 'storage' }, ws.last('post').ref);
@@ -349,4 +374,305 @@ test('subscribe without since: truncated means older comments exist', async () =
   const ws = env.sockets[0];
   ws.emit('subscribed', { room: '1', comments: [comment(60)], truncated: true }, ws.last('subscribe').ref);
   assert.deepEqual(more, [true]);
+});
+
+// ---------------------------------------------------------------- discussions (v3): helpers
+
+test('httpBaseFromWs derives the gateway HTTP base from GATEWAY_PUBLIC_URL', () => {
+  assert.equal(httpBaseFromWs('ws://127.0.0.1:3003/ws'), 'http://127.0.0.1:3003');
+  assert.equal(httpBaseFromWs('wss://example.org/chat/ws'), 'https://example.org/chat');
+  assert.equal(httpBaseFromWs('wss://example.org/ws/?x=1'), 'https://example.org');
+  assert.equal(httpBaseFromWs('ws://h:1/other'), 'http://h:1/other');
+  assert.equal(httpBaseFromWs('not a url'), null);
+  assert.equal(httpBaseFromWs('ftp://h/ws'), null);
+});
+
+test('formatPresence: names, guests, others, nobody', () => {
+  const u = (id, name = id) => ({ id, name });
+  assert.equal(formatPresence({ readers: 3, users: [u('JD', 'John Doe'), u('Admin', 'Administrator')] }),
+    '3 reading now: John Doe, Administrator and 1 guest');
+  assert.equal(formatPresence({ readers: 1, users: [u('JD', 'John Doe')] }), '1 reading now: John Doe');
+  assert.equal(formatPresence({ readers: 2, users: [] }), '2 reading now: 2 guests');
+  assert.equal(formatPresence({ readers: 0, users: [] }), '');
+  assert.equal(formatPresence({ readers: 'x' }), '');
+  const seven = Array.from({ length: 7 }, (_, i) => u(`u${i}`, `U${i}`));
+  assert.equal(formatPresence({ readers: 9, users: seven }), '9 reading now: U0, U1, U2, U3, U4, 2 others and 2 guests');
+  const fifty = Array.from({ length: 50 }, (_, i) => u(`u${i}`, ''));
+  assert.equal(formatPresence({ readers: 60, users: fifty }), '60 reading now: u0, u1, u2, u3, u4 and 55 others');
+  assert.equal(joinNames(['a']), 'a');
+});
+
+test('formatTyping', () => {
+  assert.equal(formatTyping([]), '');
+  assert.equal(formatTyping(['John Doe']), 'John Doe is typing…');
+  assert.equal(formatTyping(['A', 'B']), 'A and B are typing…');
+  assert.equal(formatTyping(['A', 'B', 'C']), 'A, B and C are typing…');
+  assert.equal(formatTyping(['A', 'B', 'C', 'D', 'E']), 'A, B and 3 others are typing…');
+});
+
+test('times: relative for the last day, exact in the reader\'s time zone', () => {
+  const t = '2024-02-02T09:42:10.250Z';
+  const at = (iso) => Date.parse(iso);
+  assert.equal(formatRelative(t, at('2024-02-02T09:42:40Z')), 'just now');
+  assert.equal(formatRelative(t, at('2024-02-02T09:47:30Z')), '5 min ago');
+  assert.equal(formatRelative(t, at('2024-02-02T12:43:00Z')), '3 h ago');
+  const opts = { timeZone: 'Asia/Tokyo', locale: 'en-GB' };
+  assert.equal(formatRelative(t, at('2024-02-05T00:00:00Z'), opts), '2 Feb 2024, 18:42');
+  assert.match(formatExact(t, opts), /Friday,? 2 February 2024.*18:42:10/);
+  assert.match(formatExact(t, { timeZone: 'America/New_York', locale: 'en-US' }), /February 2, 2024.*4:42:10\sAM EST/);
+  assert.equal(formatRelative('nonsense', 0), 'nonsense');
+  assert.equal(formatExact('nonsense'), 'nonsense');
+});
+
+test('quoteText, canEdit, cleanReactions, normalizeComment', () => {
+  assert.equal(quoteText('  a\n\n b '), 'a b');
+  const q = quoteText('😀'.repeat(150));
+  assert.equal([...q].length, 100);
+  assert.ok(q.endsWith('…'));
+  const c = comment(1, 'JD');
+  const created = Date.parse(c.createdAt);
+  assert.equal(canEdit(c, 'JD', created + 899_000), true);
+  assert.equal(canEdit(c, 'JD', created + 900_000), false);
+  assert.equal(canEdit(c, 'BadComedian', created), false);
+  assert.equal(canEdit(c, '', created), false);
+  assert.deepEqual(cleanReactions({ '👍': 2, '🙈': 3, '🎉': 0, '❤️': 1.5, '😂': '2' }), { '👍': 2 });
+  assert.deepEqual(cleanReactions(null), {});
+  const pre = normalizeComment({ id: 'a', seq: 3, room: '1', author: { id: 'x', name: 'X' }, text: 't', createdAt: 'c' }, '1');
+  assert.deepEqual([pre.replyTo, pre.editedAt, pre.reactions], [null, null, {}], 'pre-v3 comments read as null, null, {}');
+  assert.equal(normalizeComment({ ...pre, room: '2' }, '1'), null);
+  assert.equal(normalizeComment({ ...pre, id: '' }, '1'), null);
+});
+
+test('staleIds: what a subscribe with limit proves deleted', () => {
+  const shown = [1, 2, 3, 4].map((seq) => ({ id: `id${seq}`, seq }));
+  const answer = (seqs) => seqs.map((seq) => ({ id: `id${seq}`, seq }));
+  assert.deepEqual(staleIds(shown, answer([1, 3, 4]), false), ['id2']);
+  assert.deepEqual(staleIds(shown, answer([3, 4, 5]), true), [], 'older than the answer: unknown, kept');
+  assert.deepEqual(staleIds(shown, answer([2, 4]), true), ['id3']);
+  assert.deepEqual(staleIds(shown, [], false), ['id1', 'id2', 'id3', 'id4']);
+});
+
+test('friendlyError words the gateway codes per request', () => {
+  assert.match(friendlyError('forbidden', 'x', 'edit'), /edit window/);
+  assert.match(friendlyError('forbidden', 'x', 'delete'), /own comments/);
+  assert.equal(friendlyError('bad_request', 'weird'), 'weird');
+});
+
+// ---------------------------------------------------------------- discussions (v3): protocol
+
+test('reply: post carries replyTo; another parent gets a fresh clientId', async () => {
+  const env = makeEnv();
+  const { ws } = await connectLive(env, { backlog: [comment(1)] });
+  assert.equal(env.client.post('agreed', 'id1').ok, true);
+  const p = ws.last('post');
+  assert.deepEqual(p.payload, { room: '1', text: 'agreed', clientId: 'uuid-1', replyTo: 'id1' });
+  ws.emit('error', { code: 'not_found', message: 'no such comment' }, p.ref);
+  assert.deepEqual(env.events.at(-1), ['error', 'The comment you reply to was deleted.']);
+  env.client.post('agreed', 'id1');
+  assert.equal(ws.last('post').payload.clientId, 'uuid-1', 'same text, same parent: same clientId');
+  ws.emit('error', { code: 'unavailable', message: 'x' }, ws.last('post').ref);
+  env.client.post('agreed');
+  assert.equal(ws.last('post').payload.clientId, 'uuid-2', 'not a reply any more: new clientId');
+  assert.equal(ws.last('post').payload.replyTo, undefined);
+  ws.emit('ack', { comment: comment(2, 'JD', '1', { text: 'agreed', replyTo: 'id1' }) }, ws.last('post').ref);
+  assert.equal(env.view.comments.at(-1).replyTo, 'id1');
+});
+
+test('edit: request, ack updates text and editedAt, refusal reaches the view, live comment_edited', async () => {
+  const env = makeEnv();
+  const { ws } = await connectLive(env, { backlog: [comment(1, 'JD'), comment(2)] });
+  assert.equal(env.client.edit('id1', '  new text ').ok, true);
+  const e = ws.last('edit');
+  assert.deepEqual(e.payload, { room: '1', id: 'id1', text: 'new text' });
+  ws.emit('ack', { comment: comment(1, 'JD', '1', { text: 'new text', editedAt: '2024-02-02T09:50:00.000Z' }) }, e.ref);
+  assert.deepEqual(env.events.at(-1), ['editDone', 'id1', true, '']);
+  assert.equal(env.view.comments[0].text, 'new text');
+  assert.equal(env.view.comments[0].editedAt, '2024-02-02T09:50:00.000Z');
+
+  env.client.edit('id1', 'too late');
+  ws.emit('error', { code: 'forbidden', message: 'the edit window has passed' }, ws.last('edit').ref);
+  assert.deepEqual(env.events.at(-1), ['editDone', 'id1', false, 'This comment can no longer be edited (the edit window has passed).']);
+  assert.equal(env.client.edit('id1', 'new text').unchanged, true, 'same text: nothing sent');
+  assert.equal(env.client.edit('id1', '   ').ok, false);
+  assert.equal(ws.all('edit').length, 2);
+
+  ws.emit('comment_edited', { room: '1', comment: comment(2, 'BadComedian', '1', { text: 'fixed typo', editedAt: '2024-02-02T09:51:00.000Z' }) });
+  assert.equal(env.view.comments[1].text, 'fixed typo');
+  ws.emit('comment_edited', { room: '2', comment: comment(2, 'BadComedian', '2', { text: 'other room' }) });
+  assert.equal(env.view.comments[1].text, 'fixed typo');
+});
+
+test('delete: request, ack removes; live comment_deleted; not_found removes; replies keep replyTo', async () => {
+  const env = makeEnv();
+  const { ws } = await connectLive(env, { backlog: [comment(1, 'JD'), comment(2, 'BadComedian', '1', { replyTo: 'id1' }), comment(3)] });
+  env.client.remove('id1');
+  const d = ws.last('delete');
+  assert.deepEqual(d.payload, { room: '1', id: 'id1' });
+  ws.emit('ack', { id: 'id1' }, d.ref);
+  assert.deepEqual(env.view.comments.map((c) => c.id), ['id2', 'id3']);
+  assert.equal(await env.client.loadParent('id1'), null, 'a deleted parent quotes as deleted, no fetch');
+  assert.equal(env.fetches.length, 0);
+  env.client.remove('id3');
+  ws.emit('error', { code: 'not_found', message: 'gone' }, ws.last('delete').ref);
+  assert.deepEqual(env.view.comments.map((c) => c.id), ['id2']);
+  ws.emit('comment_deleted', { room: '1', id: 'id2' });
+  assert.deepEqual(env.view.comments, []);
+  env.client.remove('id9');
+  ws.emit('error', { code: 'forbidden', message: 'not yours' }, ws.last('delete').ref);
+  assert.deepEqual(env.events.at(-1), ['deleteFailed', 'id9', 'You may only delete your own comments.']);
+});
+
+test('reactions: mine from subscribed, toggles, ack counts, live counts keep mine, limits', async () => {
+  const env = makeEnv();
+  const { ws } = await connectLive(env, {
+    backlog: [comment(1, 'BadComedian', '1', { reactions: { '👍': 2, '🎉': 1 } })],
+    mine: { id1: ['👍'] },
+  });
+  assert.deepEqual(env.view.comments[0].mine, ['👍']);
+  assert.equal(env.client.react('id1', '👍').ok, true);
+  const off = ws.last('react');
+  assert.deepEqual(off.payload, { room: '1', id: 'id1', emoji: '👍', on: false });
+  assert.equal(env.client.react('id1', '👍').ok, false, 'one request per emoji at a time');
+  ws.emit('ack', { id: 'id1', reactions: { '🎉': 1, '👍': 1 } }, off.ref);
+  assert.deepEqual(env.view.comments[0].mine, []);
+  assert.deepEqual(env.view.comments[0].reactions, { '👍': 1, '🎉': 1 });
+  env.client.react('id1', '❤️');
+  const on = ws.last('react');
+  assert.equal(on.payload.on, true);
+  ws.emit('ack', { id: 'id1', reactions: { '👍': 1, '🎉': 1, '❤️': 1 } }, on.ref);
+  assert.deepEqual(env.view.comments[0].mine, ['❤️']);
+  ws.emit('reactions', { room: '1', id: 'id1', reactions: { '❤️': 4 } });
+  assert.deepEqual(env.view.comments[0].reactions, { '❤️': 4 });
+  assert.deepEqual(env.view.comments[0].mine, ['❤️'], 'live counts never change mine');
+  assert.equal(env.client.react('id1', '🙈').ok, false);
+  assert.equal(env.client.react('nope', '👍').ok, false);
+  env.client.react('id1', '😂');
+  ws.emit('error', { code: 'rate_limited', message: 'x' }, ws.last('react').ref);
+  assert.deepEqual(env.events.at(-1), ['error', 'Slow down a little, then try again.']);
+  assert.deepEqual(env.view.comments[0].mine, ['❤️']);
+});
+
+test('signed out: reactions, edits, deletes and typing never reach the socket', async () => {
+  const env = makeEnv({ tokenStatus: 401 });
+  env.client.start();
+  await flush();
+  const ws = env.sockets[0];
+  ws.emit('welcome', { connectionId: 'c', user: null, heartbeatMs: 15000 });
+  ws.emit('subscribed', { room: '1', comments: [comment(1)], truncated: false }, ws.last('subscribe').ref);
+  for (const r of [env.client.react('id1', '👍'), env.client.edit('id1', 'x'), env.client.remove('id1')]) {
+    assert.equal(r.ok, false);
+    assert.match(r.message, /Sign in/);
+  }
+  assert.equal(env.client.noteTyping(), false);
+  assert.deepEqual(ws.sent.map((m) => m.type), ['subscribe']);
+  ws.emit('presence', { room: '1', readers: 2, users: [] });
+  assert.deepEqual(env.events.at(-1), ['presence', '2 reading now: 2 guests']);
+});
+
+test('presence and typing: shown for 5 s, at most one typing sent per 2 s, own ignored', async () => {
+  const env = makeEnv();
+  const { ws } = await connectLive(env);
+  ws.emit('presence', { room: '1', readers: 3, users: [{ id: 'JD', name: 'John Doe' }, { id: 'Admin', name: 'Administrator' }] });
+  ws.emit('presence', { room: '2', readers: 9, users: [] });
+  assert.deepEqual(env.events.filter((e) => e[0] === 'presence'), [['presence', '3 reading now: John Doe, Administrator and 1 guest']]);
+
+  assert.equal(env.client.noteTyping(), true);
+  assert.deepEqual(ws.last('typing'), { type: 'typing', payload: { room: '1' } });
+  await env.timers.advance(1000);
+  assert.equal(env.client.noteTyping(), false);
+  await env.timers.advance(1000);
+  assert.equal(env.client.noteTyping(), true);
+  assert.equal(ws.all('typing').length, 2);
+
+  ws.emit('typing', { room: '1', user: { id: 'BadComedian', name: 'Евгений' } });
+  assert.deepEqual(env.events.at(-1), ['typing', 'Евгений is typing…']);
+  ws.emit('typing', { room: '1', user: { id: 'JD', name: 'John Doe' } }); // own: ignored
+  await env.timers.advance(3000);
+  ws.emit('typing', { room: '1', user: { id: 'Admin', name: 'Administrator' } });
+  assert.deepEqual(env.events.at(-1), ['typing', 'Евгений and Administrator are typing…']);
+  await env.timers.advance(2000);
+  assert.deepEqual(env.events.at(-1), ['typing', 'Administrator is typing…'], 'gone 5 s after the last typing');
+  ws.emit('comment', comment(5, 'Admin'));
+  assert.deepEqual(env.events.filter((e) => e[0] === 'typing').at(-1), ['typing', ''], 'a comment from the typer ends it');
+  for (let i = 0; i < TYPERS_MAX + 10; i += 1) ws.emit('typing', { room: '1', user: { id: `u${i}`, name: `U${i}` } });
+  assert.equal(env.client.typers.size, TYPERS_MAX, 'bounded');
+  ws.drop();
+  assert.equal(env.client.typers.size, 0, 'cleared when the connection goes');
+});
+
+test('reconnect: since for new comments, then limit to refresh edits, reactions, mine and deletions', async () => {
+  const initial = [comment(1, 'JD'), comment(2), comment(3), comment(4)];
+  const env = makeEnv({ initial, lastSeq: 4 });
+  const { ws, sub } = await connectLive(env, { backlog: [] });
+  assert.deepEqual(sub.payload, { room: '1', since: 4 });
+  const first = ws.last('subscribe');
+  assert.deepEqual(first.payload, { room: '1', limit: 4 }, 'the first connection refreshes the rendered page too (mine)');
+  ws.emit('subscribed', { room: '1', comments: initial, truncated: false, mine: { id2: ['🎉'] } }, first.ref);
+  assert.deepEqual(env.view.comments.find((c) => c.id === 'id2').mine, ['🎉']);
+
+  ws.drop();
+  await env.timers.advance(375);
+  const ws2 = env.sockets[1];
+  ws2.emit('welcome', { connectionId: 'c2', user: { id: 'JD', name: 'John Doe', role: 'user' }, heartbeatMs: 15000 });
+  const since = ws2.last('subscribe');
+  assert.deepEqual(since.payload, { room: '1', since: 4 });
+  ws2.emit('subscribed', { room: '1', comments: [comment(5)], truncated: false, mine: {} }, since.ref);
+  assert.equal(env.client.state, 'live');
+  const refresh = ws2.last('subscribe');
+  assert.notEqual(refresh.ref, since.ref);
+  assert.deepEqual(refresh.payload, { room: '1', limit: 5 });
+  // meanwhile: 1 edited, 2 lost its 🎉 (by us, elsewhere) and got 👍, 3 deleted
+  ws2.emit('subscribed', {
+    room: '1',
+    comments: [
+      comment(1, 'JD', '1', { text: 'edited meanwhile', editedAt: '2024-02-02T09:45:00.000Z' }),
+      comment(2, 'BadComedian', '1', { reactions: { '👍': 3 } }),
+      comment(4), comment(5),
+    ],
+    truncated: false,
+    mine: { id2: ['👍'] },
+  }, refresh.ref);
+  const byId = Object.fromEntries(env.view.comments.map((c) => [c.id, c]));
+  assert.deepEqual(Object.keys(byId).sort(), ['id1', 'id2', 'id4', 'id5']);
+  assert.equal(byId.id1.text, 'edited meanwhile');
+  assert.equal(byId.id1.editedAt, '2024-02-02T09:45:00.000Z');
+  assert.deepEqual(byId.id2.reactions, { '👍': 3 });
+  assert.deepEqual(byId.id2.mine, ['👍']);
+  assert.equal(env.client.lastSeq, 5);
+  ws2.emit('comment', comment(3)); // a deleted comment never comes back
+  assert.equal(env.view.comments.some((c) => c.id === 'id3'), false);
+});
+
+test('parents not on the page come from GET /rooms/{room}/comments/{id}, cached, 404 remembered', async () => {
+  const env = makeEnv({ parents: { old1: comment(1, 'JD', '1', { id: 'old1', text: 'the parent' }), flaky: 'down' } });
+  await connectLive(env, { backlog: [comment(60)] });
+  assert.equal((await env.client.loadParent('id60')).seq, 60, 'on the page: no fetch');
+  assert.equal(env.fetches.length, 0);
+  const [a, b] = await Promise.all([env.client.loadParent('old1'), env.client.loadParent('old1')]);
+  assert.equal(a.text, 'the parent');
+  assert.equal(b, a);
+  assert.equal(env.fetches.length, 1, 'one request for two quotes');
+  const [url, opts] = env.fetches[0];
+  assert.equal(url, 'http://gw/rooms/1/comments/old1');
+  assert.equal(opts.credentials, 'omit');
+  assert.equal(await env.client.loadParent('old1'), a);
+  assert.equal(await env.client.loadParent('missing'), null);
+  assert.equal(await env.client.loadParent('missing'), null);
+  assert.equal(env.fetches.length, 2, '404 remembered');
+  assert.equal(await env.client.loadParent('flaky'), null);
+  assert.equal(await env.client.loadParent('flaky'), null);
+  assert.equal(env.fetches.length, 4, 'a network failure is not remembered');
+  assert.equal(await env.client.loadParent('a/b?c'), null);
+  assert.equal(env.fetches.at(-1)[0], 'http://gw/rooms/1/comments/a%2Fb%3Fc');
+});
+
+test('edits and deletes in flight when the connection drops are reported, not resent', async () => {
+  const env = makeEnv();
+  const { ws } = await connectLive(env, { backlog: [comment(1, 'JD'), comment(2, 'JD')] });
+  env.client.edit('id1', 'changed');
+  env.client.remove('id2');
+  ws.drop();
+  assert.deepEqual(env.events.filter((e) => e[0] === 'editDone' || e[0] === 'deleteFailed'),
+    [['editDone', 'id1', false, 'Connection lost; try again.'], ['deleteFailed', 'id2', 'Connection lost; try again.']]);
+  assert.equal(env.client.requests.size, 0);
 });

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use shared_proto::Comment;
 use shared_proto::counter::{CountResponse, CountsResponse, MAX_IDS};
 
@@ -102,6 +102,26 @@ pub struct RoomComments {
     pub more: bool,
 }
 
+/// `GET /rooms/{room}/presence` answer: distinct readers on all instances, the signed-in ones.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct RoomPresence {
+    /// Distinct readers (a user once, each anonymous connection once).
+    pub readers: u64,
+    /// Signed-in readers, earliest first (at most 50).
+    #[serde(default)]
+    pub users: Vec<PresenceUser>,
+}
+
+/// A signed-in reader: `{id, name}`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PresenceUser {
+    /// Username.
+    pub id: String,
+    /// Full name.
+    #[serde(default)]
+    pub name: String,
+}
+
 /// The comments gateway's HTTP reads.
 #[derive(Clone)]
 pub struct GatewayClient {
@@ -137,6 +157,24 @@ impl GatewayClient {
             Ok(body) => Some(body),
             Err(e) => {
                 tracing::warn!(error = %e, "gateway comments read failed");
+                None
+            }
+        }
+    }
+
+    /// Who reads `room` now, or `None` when the gateway did not answer (the page omits it).
+    #[tracing::instrument(skip(self))]
+    pub async fn room_presence(&self, room: &str) -> Option<RoomPresence> {
+        let url = format!("{}/rooms/{room}/presence", self.base);
+        let result = async {
+            let response = self.http.get(&url).send().await?.error_for_status()?;
+            response.json::<RoomPresence>().await
+        }
+        .await;
+        match result {
+            Ok(body) => Some(body),
+            Err(e) => {
+                tracing::debug!(error = %e, "gateway presence read failed");
                 None
             }
         }

@@ -228,24 +228,36 @@ pub fn stub_comments() -> StubComments {
     Arc::new(Mutex::new(rooms))
 }
 
-/// A stand-in for the gateway's `GET /rooms/{room}/comments`; returns its URL.
+/// A stand-in for the gateway's `GET /rooms/{room}/comments` and `GET /rooms/{room}/presence`
+/// (always 3 readers: John Doe, Administrator and a guest); returns its URL.
 pub async fn spawn_gateway_stub(comments: StubComments) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let data = web::Data::new(comments);
     let server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).route(
-            "/rooms/{room}/comments",
-            web::get().to(
-                |room: web::Path<String>, data: web::Data<StubComments>| async move {
-                    let comments = data
-                        .lock()
-                        .map(|rooms| rooms.get(room.as_str()).cloned().unwrap_or_default())
-                        .unwrap_or_default();
-                    HttpResponse::Ok().json(json!({"comments": comments, "more": false}))
-                },
-            ),
-        )
+        App::new()
+            .app_data(data.clone())
+            .route(
+                "/rooms/{room}/comments",
+                web::get().to(
+                    |room: web::Path<String>, data: web::Data<StubComments>| async move {
+                        let comments = data
+                            .lock()
+                            .map(|rooms| rooms.get(room.as_str()).cloned().unwrap_or_default())
+                            .unwrap_or_default();
+                        HttpResponse::Ok().json(json!({"comments": comments, "more": false}))
+                    },
+                ),
+            )
+            .route(
+                "/rooms/{room}/presence",
+                web::get().to(|| async {
+                    HttpResponse::Ok().json(json!({
+                        "readers": 3,
+                        "users": [{"id": "JD", "name": "John Doe"}, {"id": "Admin", "name": "Administrator"}]
+                    }))
+                }),
+            )
     })
     .workers(1)
     .disable_signals()

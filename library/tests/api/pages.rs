@@ -39,11 +39,15 @@ async fn catalogue_shows_books_and_server_rendered_index_comments_escaped() {
     assert!(html.contains(r#"<script type="module" src="/static/js/comments.js"></script>"#));
     // Existing comments, own ones marked, text escaped.
     assert!(
-        html.contains(r#"<li class="comment own" data-seq="1" data-id="c1" data-author="JD">"#),
+        html.contains(
+            r#"<li class="comment own" id="comment-c1" data-seq="1" data-id="c1" data-author="JD" data-reactions="{}">"#
+        ),
         "{html}"
     );
     assert!(
-        html.contains(r#"<li class="comment" data-seq="2" data-id="c2" data-author="mallory">"#)
+        html.contains(
+            r#"<li class="comment" id="comment-c2" data-seq="2" data-id="c2" data-author="mallory" data-reactions="{}">"#
+        )
     );
     assert!(html.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"));
     assert!(!html.contains("<script>alert('x')</script>"));
@@ -420,4 +424,15 @@ async fn xss_in_titles_is_escaped_on_every_page_that_shows_them() {
             "{path}"
         );
     }
+}
+
+#[tokio::test]
+async fn readers_line_is_left_out_when_the_gateway_does_not_say() {
+    let mut options = Options::new(Backend::Embedded);
+    options.gateway_url = Some(crate::helpers::closed_url());
+    let app = spawn_with(options).await;
+    let (status, html) = app.get_text("/view").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("reading now"));
+    assert!(html.contains(r#"<p class="comments-presence" id="comments-presence" hidden></p>"#));
 }

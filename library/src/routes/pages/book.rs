@@ -58,15 +58,16 @@ async fn show(state: web::Data<AppState>, session: Session, path: web::Path<Stri
     let room = id.to_string();
     // One increment per page view; counter and gateway are asked at the same time and each
     // has a short timeout, so a slow one cannot hold the page.
-    let (views, comments) = tokio::join!(
+    let (views, comments, presence) = tokio::join!(
         state.counter.increment(id),
-        state.gateway.room_comments(&room)
+        state.gateway.room_comments(&room),
+        state.gateway.room_presence(&room)
     );
     book.views = views;
     let title = book.title.clone();
     let ctx = merge(
         base.context(&title, json!({ "book": book })),
-        comments_context(&state, &room, comments),
+        comments_context(&state, &room, comments, presence),
     );
     Ok(templates::page(StatusCode::OK, "book.html", &ctx))
 }

@@ -26,14 +26,15 @@ async fn root() -> HttpResponse {
 
 async fn index(state: web::Data<AppState>, session: Session) -> Page {
     let base = PageBase::new(&session);
-    let (books, comments) = tokio::join!(
+    let (books, comments, presence) = tokio::join!(
         state.books_with_views(),
-        state.gateway.room_comments(RoomId::INDEX)
+        state.gateway.room_comments(RoomId::INDEX),
+        state.gateway.room_presence(RoomId::INDEX)
     );
     let books = books?;
     let ctx = merge(
         base.context("Catalogue", json!({ "books": books })),
-        comments_context(&state, RoomId::INDEX, comments),
+        comments_context(&state, RoomId::INDEX, comments, presence),
     );
     Ok(templates::page(StatusCode::OK, "index.html", &ctx))
 }

@@ -2,6 +2,7 @@
 
 pub mod book;
 pub mod catalogue;
+pub mod discussion;
 pub mod user;
 
 use actix_session::Session;
@@ -93,20 +94,26 @@ pub fn see_other(to: &str) -> HttpResponse {
         .finish()
 }
 
-/// The comments section's data for `room`, from the gateway (`None`: unavailable).
+/// The comments section's data for `room`, from the gateway (`None`: unavailable; the readers
+/// line is left out when `presence` is `None`).
 pub fn comments_context(
     state: &AppState,
     room: &str,
     answer: Option<crate::clients::RoomComments>,
+    presence: Option<crate::clients::RoomPresence>,
 ) -> Value {
     let available = answer.is_some();
     let (comments, more): (Vec<Comment>, bool) =
         answer.map(|a| (a.comments, a.more)).unwrap_or_default();
     let last_seq = comments.iter().map(|c| c.seq).max().unwrap_or(0);
+    let presence_text = presence
+        .map(|p| discussion::presence_text(&p))
+        .unwrap_or_default();
     json!({
         "room": room,
         "gateway_public_url": state.settings.gateway_public_url,
-        "comments": comments,
+        "comments": discussion::decorate(&comments),
+        "presence_text": presence_text,
         "more": more,
         "comments_available": available,
         "last_seq": last_seq,
