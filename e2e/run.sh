@@ -29,6 +29,4 @@ fi
 cd e2e
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
-echo "== tsc --noEmit --checkJs: comments.js against the generated protocol.d.ts"
-npx --no-install tsc -p tsconfig.json
 node --test --test-concurrency=1 unit/ tests/
