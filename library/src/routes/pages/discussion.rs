@@ -67,7 +67,10 @@ fn quote(parent: &Value) -> Value {
         .filter(|s| !s.is_empty())
         .or_else(|| parent.pointer("/author/id").and_then(Value::as_str))
         .unwrap_or_default();
-    let text = parent.get("text").and_then(Value::as_str).unwrap_or_default();
+    let text = parent
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     json!({ "author": author, "text": quote_text(text) })
 }
 
@@ -111,7 +114,13 @@ pub fn presence_text(presence: &RoomPresence) -> String {
     let names: Vec<String> = presence
         .users
         .iter()
-        .map(|u| if u.name.is_empty() { u.id.clone() } else { u.name.clone() })
+        .map(|u| {
+            if u.name.is_empty() {
+                u.id.clone()
+            } else {
+                u.name.clone()
+            }
+        })
         .filter(|n| !n.is_empty())
         .collect();
     let shown = names.len().min(MAX_NAMES);
@@ -152,13 +161,21 @@ mod tests {
     fn presence_line_names_users_and_counts_guests() {
         let p = |readers, users| presence_text(&RoomPresence { readers, users });
         assert_eq!(
-            p(3, vec![user("JD", "John Doe"), user("Admin", "Administrator")]),
+            p(
+                3,
+                vec![user("JD", "John Doe"), user("Admin", "Administrator")]
+            ),
             "3 reading now: John Doe, Administrator and 1 guest"
         );
-        assert_eq!(p(1, vec![user("JD", "John Doe")]), "1 reading now: John Doe");
+        assert_eq!(
+            p(1, vec![user("JD", "John Doe")]),
+            "1 reading now: John Doe"
+        );
         assert_eq!(p(2, vec![]), "2 reading now: 2 guests");
         assert_eq!(p(0, vec![]), "");
-        let seven: Vec<_> = (0..7).map(|i| user(&format!("u{i}"), &format!("U{i}"))).collect();
+        let seven: Vec<_> = (0..7)
+            .map(|i| user(&format!("u{i}"), &format!("U{i}")))
+            .collect();
         assert_eq!(
             p(9, seven),
             "9 reading now: U0, U1, U2, U3, U4, 2 others and 2 guests"
@@ -192,7 +209,10 @@ mod tests {
         let out = decorate_values(comments);
         assert_eq!(out[0].get("quote"), None);
         assert_eq!(out[0]["reactions_json"], "{}");
-        assert_eq!(out[1]["quote"], json!({"author": "John Doe", "text": "first line"}));
+        assert_eq!(
+            out[1]["quote"],
+            json!({"author": "John Doe", "text": "first line"})
+        );
         assert_eq!(out[1]["reactions_json"], r#"{"👍":2}"#);
         assert_eq!(out[1]["reaction_list"][0]["count"], 2);
         assert_eq!(out[1]["editedAt"], "2026-01-01T00:00:00.000Z");
