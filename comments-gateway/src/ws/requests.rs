@@ -113,14 +113,7 @@ async fn subscribe(
             return Err(e);
         }
     };
-    // The connection has everything up to `since` (from an earlier connection, perhaps on
-    // another instance whose live stream ran ahead of this one's).
-    let last = page
-        .comments
-        .last()
-        .map(|c| c.seq)
-        .unwrap_or(0)
-        .max(sub.since.unwrap_or(0));
+    let last = covered_up_to(page.comments.last().map(|c| c.seq), sub.since);
     // Only a `since` backlog that stops short leaves live comments out until the next one.
     let behind = sub.since.is_some() && page.more;
     ctx.reply(
@@ -134,6 +127,14 @@ async fn subscribe(
     );
     ctx.state.hub.activate(&room, ctx.id, last, behind);
     Ok(())
+}
+
+/// The highest seq a connection has once its backlog went out: the backlog's last, or `since`
+/// when that is higher (the client got up to `since` on an earlier connection, perhaps on
+/// another instance whose live stream ran ahead of this one's: without this, this instance's
+/// late events below `since` would reach it a second time).
+fn covered_up_to(backlog_last: Option<u64>, since: Option<u64>) -> u64 {
+    backlog_last.unwrap_or(0).max(since.unwrap_or(0))
 }
 
 async fn post(ctx: &Ctx, reference: Option<Ref>, post: Post) -> Result<(), GatewayError> {
@@ -191,4 +192,21 @@ async fn history(ctx: &Ctx, reference: Option<Ref>, history: History) -> Result<
         }),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covered_up_to;
+
+    #[test]
+    fn a_resume_covers_at_least_its_since() {
+        assert_eq!(
+            covered_up_to(None, Some(40)),
+            40,
+            "empty backlog after since=40"
+        );
+        assert_eq!(covered_up_to(Some(45), Some(40)), 45);
+        assert_eq!(covered_up_to(Some(7), None), 7);
+        assert_eq!(covered_up_to(None, None), 0);
+    }
 }

@@ -610,10 +610,21 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
     let until = started + Duration::from_secs(config.secs);
     let faults = tokio::spawn(inject_faults(cluster.clone(), shared.clone(), until));
     let mut rss_at_5min = None;
+    let mut reported_minute = 0;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_secs(5)).await;
         if rss_at_5min.is_none() && started.elapsed() >= Duration::from_secs(300) {
             rss_at_5min = Some(rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner())));
+        }
+        let minute = started.elapsed().as_secs() / 60;
+        if config.secs >= 600 && minute > reported_minute {
+            reported_minute = minute;
+            println!(
+                "t={}s acked {}; RSS {}",
+                started.elapsed().as_secs(),
+                shared.acked.lock().unwrap_or_else(|p| p.into_inner()).len(),
+                rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner()))
+            );
         }
     }
     let faults = faults.await.expect("faults");
