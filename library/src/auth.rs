@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use shared_proto::library_api::TokenResponse;
 use shared_proto::{Claims, Role, Username};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::UserRecord;
 use crate::error::Error;
@@ -93,12 +93,36 @@ impl Hashing {
         .map_err(|e| Error::Internal(anyhow::anyhow!("hashing task failed: {e}")))?
     }
 
+    /// A hashing slot, for work that must not interleave with other sign-ins (the throttle's
+    /// check, the verification and its count happen under one, see `authenticate`).
+    pub async fn slot(&self) -> Result<HashingSlot, Error> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("hashing semaphore closed: {e}")))?;
+        Ok(HashingSlot { _permit: permit })
+    }
+
     /// Checks a password against a stored PHC string; `None` (unknown user) checks against a
     /// dummy hash so both cases take the same time.
     pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
+        match self.slot().await {
+            Ok(slot) => slot.verify(password, stored).await,
+            Err(_) => false,
+        }
+    }
+}
+
+/// One of the [`Hashing`] slots, held until dropped.
+pub struct HashingSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl HashingSlot {
+    /// [`Hashing::verify`] in this slot.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
         tokio::task::spawn_blocking(move || {
             let known = stored.is_some();
             let hash = stored.unwrap_or_else(|| dummy_hash().to_owned());

@@ -95,6 +95,32 @@ async fn five_failures_lock_one_username_at_one_address_mongo() {
 }
 
 #[tokio::test]
+async fn parallel_guesses_do_not_slip_past_the_limit() {
+    let app = throttled(Backend::Embedded, false).await;
+    app.signup("neo").await;
+    // 30 wrong guesses at once: the check, the verification and the count share a hashing
+    // slot, so at most one guess per slot (one per core) passes a stale check.
+    let guesses = (0..30).map(|_| login_from(&app, None, "neo", "wrong-password"));
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 401)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|(status, _, _)| *status == 429)
+        .count();
+    assert_eq!(checked + refused, 30, "only 401 and 429");
+    let slots = std::thread::available_parallelism().map_or(1, usize::from);
+    assert!(
+        (5..5 + slots).contains(&checked),
+        "{checked} guesses were checked ({slots} slots)"
+    );
+    let answer = login_from(&app, None, "neo", &password_of("neo")).await;
+    assert_rate_limited(&answer, 15 * 60, "after the burst");
+}
+
+#[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     let app = throttled(Backend::Embedded, false).await;
     app.signup("neo").await;

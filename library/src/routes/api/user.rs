@@ -55,6 +55,9 @@ pub async fn authenticate(
     username: &str,
     password: &str,
 ) -> Result<UserRecord, Error> {
+    // Check, verify and count in one hashing slot: parallel guesses cannot all pass the check
+    // before the first failure is counted (at most one per slot and instance slips through).
+    let slot = state.hashing.slot().await?;
     state
         .throttle
         .check_login(&state.store, username, client)
@@ -64,8 +67,7 @@ pub async fn authenticate(
     } else {
         state.store.find_user(username).await?
     };
-    let ok = state
-        .hashing
+    let ok = slot
         .verify(
             password.to_owned(),
             user.as_ref().map(|u| u.password_hash.clone()),
