@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
 
     let embedded = library_settings.mongo_url.is_none() && gateway_settings.redis_url.is_none();
     library_settings.app_env = AppEnv::Development;
+    gateway_settings.app_env = AppEnv::Development;
     tracing::info!(
         "stack starting in development mode (development secrets accepted; not for production): \
          counter on {}, library on {}, comments-gateway on {}; {}",
