@@ -31,6 +31,9 @@ pub enum GatewayError {
     /// Past `MAX_CONNS_PER_IP` for the client's address.
     #[error("too many connections from this address")]
     TooManyConnections,
+    /// Too many of another kind of request (the message says which).
+    #[error("{0}")]
+    Throttled(&'static str),
     /// A store does not answer.
     #[error("{0} is unavailable, try again later")]
     Unavailable(&'static str),
@@ -49,7 +52,9 @@ impl GatewayError {
             GatewayError::NotFound(_) => ErrorCode::NotFound,
             GatewayError::NotSubscribed => ErrorCode::NotSubscribed,
             GatewayError::TooLarge(_) => ErrorCode::TooLarge,
-            GatewayError::RateLimited | GatewayError::TooManyConnections => ErrorCode::RateLimited,
+            GatewayError::RateLimited
+            | GatewayError::TooManyConnections
+            | GatewayError::Throttled(_) => ErrorCode::RateLimited,
             GatewayError::Unavailable(_) => ErrorCode::Unavailable,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }

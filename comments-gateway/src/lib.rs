@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod auth;
 pub mod bus;
 pub mod comments;
+pub mod discussion;
 pub mod error;
 pub mod http;
 pub mod hub;

@@ -56,6 +56,8 @@ pub struct Settings {
     pub allowed_origins: Option<String>,
     /// Comma-separated IPs or CIDRs of proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: String,
+    /// How long after `createdAt` an author may edit a comment, in seconds.
+    pub edit_window_secs: u64,
 }
 
 impl Default for Settings {
@@ -82,6 +84,7 @@ impl Default for Settings {
             max_conns_per_ip: 1000,
             allowed_origins: None,
             trusted_proxies: String::new(),
+            edit_window_secs: 900,
         }
     }
 }

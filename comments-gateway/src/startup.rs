@@ -22,6 +22,8 @@ use crate::access_log::RedactingRootSpan;
 use crate::auth::TokenVerifier;
 use crate::bus::{LocalBus, RedisBus, SharedBus};
 use crate::comments::{Comments, PostLimiter};
+use crate::discussion::shared::SharedPresence;
+use crate::discussion::{Discussions, Listener};
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
 use crate::settings::Settings;
@@ -142,9 +144,31 @@ impl Application {
             settings.client_queue_max,
             background.clone(),
         );
+        let shared_presence = match &settings.redis_url {
+            Some(url) => Some(SharedPresence::new(
+                &redis::Client::open(url.as_str()).context("parsing REDIS_URL")?,
+                &settings.channel_prefix,
+                &instance,
+            )?),
+            None => None,
+        };
+        let discussions = Discussions::new(
+            store.clone(),
+            hub.clone(),
+            bus.clone(),
+            instance.clone(),
+            gateway_metrics.clone(),
+            shared_presence,
+            Duration::from_secs(settings.edit_window_secs),
+        );
         if let Some(driver) = driver {
-            background.spawn(driver.run(Arc::new(hub.clone()), background_cancel.clone()));
+            let listener = Listener {
+                hub: hub.clone(),
+                discussions: discussions.clone(),
+            };
+            background.spawn(driver.run(Arc::new(listener), background_cancel.clone()));
         }
+        background.spawn(discussions.clone().run_presence(background_cancel.clone()));
         let comments = Comments::new(
             store.clone(),
             hub.clone(),
@@ -166,6 +190,7 @@ impl Application {
         let state = web::Data::new(AppState {
             hub,
             comments,
+            discussions,
             store,
             bus,
             metrics: gateway_metrics,

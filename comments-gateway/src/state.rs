@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::TokenVerifier;
 use crate::bus::SharedBus;
 use crate::comments::Comments;
+use crate::discussion::Discussions;
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
 use crate::settings::Secret;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Posting, deleting, reading.
     pub comments: Comments,
+    /// Replies, edits, reactions, presence and typing.
+    pub discussions: Discussions,
     /// Comments (health checks).
     pub store: Store,
     /// Other instances.

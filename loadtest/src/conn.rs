@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use shared_proto::CommentText;
 use shared_proto::ids::RoomId;
-use shared_proto::ws::{ClientFrame, ClientMessage, Post, Ref, Subscribe};
+use shared_proto::ws::{ClientFrame, ClientMessage, Post, Ref, RoomOnly, Subscribe};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -253,7 +253,13 @@ pub async fn run_connection(
     mut posts: Option<mpsc::Receiver<u64>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    typing_every: Option<Duration>,
 ) -> ConnOutcome {
+    let mut typing_tick = typing_every.map(|every| {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     let mut out = ConnOutcome {
         index,
         room: room_index,
@@ -326,8 +332,26 @@ pub async fn run_connection(
                             shared.on_refused(post as u64);
                         }
                     }
+                    "typing" => {
+                        shared.typing_received.fetch_add(1, Ordering::Relaxed);
+                    }
                     _ => {}
                 }
+            }
+            _ = async {
+                match typing_tick.as_mut() {
+                    Some(tick) => {
+                        tick.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {
+                let frame = ClientFrame::new(ClientMessage::Typing(RoomOnly { room: room.clone() }));
+                if let Err(e) = ws.send(Message::text(frame.encode())).await {
+                    out.closed = Some(format!("send error {e}"));
+                    break;
+                }
+                shared.typing_sent.fetch_add(1, Ordering::Relaxed);
             }
             post = async {
                 match posts.as_mut() {

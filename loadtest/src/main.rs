@@ -136,6 +136,14 @@ struct RunArgs {
     /// (not counted as receivers): exercises the connection lifecycle for leak checks.
     #[arg(long, default_value_t = 0.0)]
     churn: f64,
+    /// How many of the (non-posting) connections also send `typing` (signed in, each its own
+    /// user): the cost of typing indicators on top of the posts.
+    #[arg(long, default_value_t = 0)]
+    typing: usize,
+    /// Seconds between two `typing` of one typing connection (the server relays at most one per
+    /// user and room every 2 s).
+    #[arg(long, default_value_t = 1.0)]
+    typing_every: f64,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -427,6 +435,11 @@ struct RunReport {
     rate: f64,
     duration: f64,
     posts_planned: u64,
+    /// Connections that also sent `typing`.
+    typers: usize,
+    /// `typing` frames sent, and received over all connections.
+    typing_sent: u64,
+    typing_received: u64,
     posts_sent: u64,
     posts_acked: u64,
     posts_refused: u64,
@@ -502,7 +515,7 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
     let mut token_error = None;
     let tokens: Vec<Option<String>> = (0..n)
         .map(|i| {
-            if anonymous && i >= posters {
+            if anonymous && i >= posters + args.typing {
                 return None;
             }
             match mint(&secret, &format!("{user_prefix}-{run_id}-{i}")) {
@@ -569,6 +582,8 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
             rx,
             shared.clone(),
             stop_rx.clone(),
+            (i >= posters && i < posters + args.typing && args.typing_every > 0.0)
+                .then(|| Duration::from_secs_f64(args.typing_every)),
         )));
     }
 
@@ -774,6 +789,9 @@ async fn run(args: RunArgs, fd_limit: u64) -> anyhow::Result<()> {
         rate: args.rate,
         duration: args.duration,
         posts_planned: total_posts,
+        typers: args.typing,
+        typing_sent: shared.typing_sent.load(Ordering::Relaxed),
+        typing_received: shared.typing_received.load(Ordering::Relaxed),
         posts_sent: shared.posts_sent.load(Ordering::Relaxed),
         posts_acked: shared.acks.load(Ordering::Relaxed),
         posts_refused: shared.refusals.load(Ordering::Relaxed),
@@ -881,6 +899,12 @@ fn print_run(r: &RunReport) {
             r.server_rss_subscribed_kib,
             r.server_rss_after_kib,
             r.server_rss_per_conn_bytes.unwrap_or(0.0)
+        );
+    }
+    if r.typers > 0 {
+        eprintln!(
+            "  typing: {} connections sent {} typing, {} typing frames delivered",
+            r.typers, r.typing_sent, r.typing_received
         );
     }
     if !r.errors.is_empty() {

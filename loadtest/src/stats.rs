@@ -101,6 +101,9 @@ pub struct Shared {
     pub expected: AtomicU64,
     pub unique_delivered: AtomicU64,
     pub last_delivery_us: AtomicU64,
+    /// `typing` frames sent by the typing connections, and received by all connections.
+    pub typing_sent: AtomicU64,
+    pub typing_received: AtomicU64,
     pub errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -130,6 +133,8 @@ impl Shared {
             posts_sent: AtomicU64::new(0),
             expected: AtomicU64::new(0),
             unique_delivered: AtomicU64::new(0),
+            typing_sent: AtomicU64::new(0),
+            typing_received: AtomicU64::new(0),
             last_delivery_us: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
         }

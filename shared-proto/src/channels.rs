@@ -100,6 +100,9 @@ pub enum BusEvent {
         room: RoomId,
         /// The comment's id.
         id: String,
+        /// The comment's seq (orders the event after the comment).
+        #[serde(default)]
+        seq: u64,
         /// The counts after the change.
         reactions: Reactions,
         /// The comment's change counter after this change (see `Edited::rev`).
@@ -193,6 +196,7 @@ mod tests {
                 origin: "gw-1".into(),
                 room: room.clone(),
                 id: "c1".into(),
+                seq: 4,
                 reactions: crate::reaction::reactions_from_counts([(crate::Emoji::Heart, 2)]),
                 rev: 9,
             },

@@ -81,6 +81,32 @@ impl Comments {
         let Some(user) = user else {
             return Err(GatewayError::Unauthorized("sign in to post".into()));
         };
+        let reply_to = match &post.reply_to {
+            None => None,
+            Some(parent) => {
+                match crate::discussion::reply_target(&self.inner.store, &post.room, parent).await {
+                    Ok(top) => Some(top),
+                    // A retry of a reply whose parent went meanwhile still finds its first attempt.
+                    Err(GatewayError::NotFound(why)) => {
+                        let earlier = match &post.client_id {
+                            Some(client_id) => {
+                                let id = crate::store::client_key(user.sub.as_str(), client_id);
+                                self.inner.store.get(&post.room, &id).await?
+                            }
+                            None => None,
+                        };
+                        return match earlier {
+                            Some(comment) => Ok(Inserted {
+                                comment,
+                                fresh: false,
+                            }),
+                            None => Err(GatewayError::NotFound(why)),
+                        };
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
         if let Some(limiter) = &self.inner.limiter
             && limiter.check_key(&user.sub.to_string()).is_err()
         {
@@ -95,7 +121,7 @@ impl Comments {
             text: post.text,
             client_id: post.client_id,
             created_ms: now_millis(),
-            reply_to: None,
+            reply_to,
         };
         let inserted = self.inner.writers.store(self, new).await?;
         if inserted.fresh {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shared_proto::channels::BusEvent;
 use shared_proto::ws::page_limit;
-use shared_proto::{CommentText, CommentTextError, RoomId};
+use shared_proto::{CommentId, CommentText, CommentTextError, RoomId};
 use subtle::ConstantTimeEq;
 
 use crate::error::GatewayError;
@@ -26,6 +26,16 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/rooms/{room}/comments")
             .route(web::get().to(room_comments))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/rooms/{room}/comments/{id}")
+            .route(web::get().to(room_comment))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/rooms/{room}/presence")
+            .route(web::get().to(room_presence))
             .default_service(not_allowed()),
     )
     .service(
@@ -72,6 +82,32 @@ async fn room_comments(
     };
     let page = state.comments.read(&room, slice).await?;
     Ok(HttpResponse::Ok().json(json!({"comments": page.comments, "more": page.more})))
+}
+
+/// `GET /rooms/{room}/comments/{id}` → `{"comment"}`; 404 when unknown or deleted.
+async fn room_comment(
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let (room, id) = path.into_inner();
+    let room = RoomId::parse(room).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let id = CommentId::parse(id).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let comment = state
+        .store
+        .get(&room, id.as_str())
+        .await?
+        .ok_or_else(|| GatewayError::NotFound("no such comment in this room".into()))?;
+    Ok(HttpResponse::Ok().json(json!({ "comment": comment })))
+}
+
+/// `GET /rooms/{room}/presence` → `{"readers", "users"}` over all instances.
+async fn room_presence(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    let room =
+        RoomId::parse(path.into_inner()).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(state.discussions.presence(&room).await))
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,12 @@ use shared_proto::timestamp::rfc3339_from_millis;
 use shared_proto::{Author, Comment, RoomId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{DeleteOutcome, Inserted, NewComment, Page, Slice, StoreError, client_key, fresh_id};
+use super::{
+    DeleteOutcome, EditOutcome, Inserted, NewComment, Page, ReactOutcome, Slice, StoreError,
+    client_key, fresh_id,
+};
+
+mod discussions;
 
 /// (room, seq) -> JSON row.
 const COMMENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("comments");
@@ -110,12 +115,33 @@ enum Op {
         actor: String,
         admin: bool,
     },
+    Edit {
+        room: RoomId,
+        id: String,
+        actor: String,
+        text: String,
+        now_ms: i64,
+        window_ms: i64,
+    },
+    React {
+        room: RoomId,
+        id: String,
+        user: String,
+        emoji: shared_proto::Emoji,
+        on: bool,
+    },
 }
 
 /// What a write produced.
 enum Done {
     Inserted(Box<Inserted>),
     Deleted(DeleteOutcome),
+    Edited(Box<EditOutcome>),
+    Reacted(ReactOutcome),
+}
+
+fn wrong_answer() -> StoreError {
+    internal(anyhow::anyhow!("the writer answered another kind of write"))
 }
 
 struct WriteRequest {
@@ -236,9 +262,7 @@ impl EmbeddedStore {
     pub(super) async fn insert(&self, new: NewComment) -> Result<Inserted, StoreError> {
         match self.write(Op::Insert(new)).await? {
             Done::Inserted(inserted) => Ok(*inserted),
-            Done::Deleted(_) => Err(internal(anyhow::anyhow!(
-                "writer answered a post with a delete"
-            ))),
+            _ => Err(wrong_answer()),
         }
     }
 
@@ -268,9 +292,7 @@ impl EmbeddedStore {
             let result = match answer {
                 Some(answer) => match answer.await {
                     Ok(Ok(Done::Inserted(inserted))) => Ok(*inserted),
-                    Ok(Ok(Done::Deleted(_))) => Err(internal(anyhow::anyhow!(
-                        "writer answered a post with a delete"
-                    ))),
+                    Ok(Ok(_)) => Err(wrong_answer()),
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(writer_stopped()),
                 },
@@ -376,9 +398,51 @@ impl EmbeddedStore {
         };
         match self.write(op).await? {
             Done::Deleted(outcome) => Ok(outcome),
-            Done::Inserted(_) => Err(internal(anyhow::anyhow!(
-                "writer answered a delete with a post"
-            ))),
+            _ => Err(wrong_answer()),
+        }
+    }
+
+    pub(super) async fn edit(
+        &self,
+        room: &RoomId,
+        id: &str,
+        actor: &str,
+        text: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<EditOutcome, StoreError> {
+        let op = Op::Edit {
+            room: room.clone(),
+            id: id.to_owned(),
+            actor: actor.to_owned(),
+            text: text.to_owned(),
+            now_ms,
+            window_ms,
+        };
+        match self.write(op).await? {
+            Done::Edited(outcome) => Ok(*outcome),
+            _ => Err(wrong_answer()),
+        }
+    }
+
+    pub(super) async fn react(
+        &self,
+        room: &RoomId,
+        id: &str,
+        user: &str,
+        emoji: shared_proto::Emoji,
+        on: bool,
+    ) -> Result<ReactOutcome, StoreError> {
+        let op = Op::React {
+            room: room.clone(),
+            id: id.to_owned(),
+            user: user.to_owned(),
+            emoji,
+            on,
+        };
+        match self.write(op).await? {
+            Done::Reacted(outcome) => Ok(outcome),
+            _ => Err(wrong_answer()),
         }
     }
 }
@@ -449,6 +513,9 @@ fn apply(db: &Database, ops: &[Op]) -> Result<Vec<Done>, BatchFailure> {
         let mut table = txn
             .open_table(COMMENTS)
             .map_err(|e| BatchFailure::Commit(e.to_string()))?;
+        let mut reactors = txn
+            .open_table(discussions::REACTORS)
+            .map_err(|e| BatchFailure::Commit(e.to_string()))?;
         for op in ops {
             let result = match op {
                 Op::Insert(new) => {
@@ -460,6 +527,34 @@ fn apply(db: &Database, ops: &[Op]) -> Result<Vec<Done>, BatchFailure> {
                     actor,
                     admin,
                 } => delete_in(&ids, &mut table, room, id, actor, *admin).map(Done::Deleted),
+                Op::Edit {
+                    room,
+                    id,
+                    actor,
+                    text,
+                    now_ms,
+                    window_ms,
+                } => discussions::edit_in(
+                    &ids, &mut table, room, id, actor, text, *now_ms, *window_ms,
+                )
+                .map(|e| Done::Edited(Box::new(e))),
+                Op::React {
+                    room,
+                    id,
+                    user,
+                    emoji,
+                    on,
+                } => discussions::react_in(
+                    &ids,
+                    &mut table,
+                    &mut reactors,
+                    room,
+                    id,
+                    user,
+                    *emoji,
+                    *on,
+                )
+                .map(Done::Reacted),
             };
             done.push(result.map_err(BatchFailure::Op)?);
         }

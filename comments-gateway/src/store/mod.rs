@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use shared_proto::{Author, ClientId, Comment, CommentText, RoomId};
+use shared_proto::{Author, ClientId, Comment, CommentText, Emoji, Mine, Reactions, RoomId};
 
 pub use embedded::EmbeddedStore;
 pub use mongo::MongoStore;
@@ -110,6 +110,45 @@ pub enum DeleteOutcome {
     Forbidden,
 }
 
+/// What an edit found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditOutcome {
+    /// Edited now: the comment as stored, and its change counter.
+    Edited {
+        /// The comment with its new text and `editedAt`.
+        comment: Box<Comment>,
+        /// Bumped by every edit and reaction change of the comment.
+        rev: u64,
+    },
+    /// Unknown, in another room, or deleted.
+    NotFound,
+    /// Someone else's comment.
+    NotAuthor,
+    /// The edit window has passed.
+    TooLate,
+}
+
+/// What a reaction change found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReactOutcome {
+    /// The user's reactions changed: the counts now, and the comment's change counter.
+    Changed {
+        /// The comment's seq.
+        seq: u64,
+        /// Counts after the change.
+        reactions: Reactions,
+        /// Bumped by every edit and reaction change of the comment.
+        rev: u64,
+    },
+    /// Nothing to change (`on` twice, or `off` without one): the counts as they are.
+    Unchanged {
+        /// Current counts.
+        reactions: Reactions,
+    },
+    /// Unknown, in another room, or deleted.
+    NotFound,
+}
+
 /// The comment store.
 #[derive(Clone)]
 pub enum Store {
@@ -194,6 +233,65 @@ impl Store {
             match self {
                 Store::Mongo(s) => s.delete(room, id, actor, admin).await,
                 Store::Embedded(s) => s.delete(room, id, actor, admin).await,
+            }
+        })
+        .await
+    }
+
+    /// The live (not deleted) comment `id` of `room`.
+    pub async fn get(&self, room: &RoomId, id: &str) -> Result<Option<Comment>, StoreError> {
+        deadline("get", async {
+            match self {
+                Store::Mongo(s) => s.get(room, id).await,
+                Store::Embedded(s) => s.get(room, id).await,
+            }
+        })
+        .await
+    }
+
+    /// Sets a new text on `actor`'s own comment if it is at most `window_ms` old at `now_ms`.
+    pub async fn edit(
+        &self,
+        room: &RoomId,
+        id: &str,
+        actor: &str,
+        text: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<EditOutcome, StoreError> {
+        deadline("edit", async {
+            match self {
+                Store::Mongo(s) => s.edit(room, id, actor, text, now_ms, window_ms).await,
+                Store::Embedded(s) => s.edit(room, id, actor, text, now_ms, window_ms).await,
+            }
+        })
+        .await
+    }
+
+    /// Gives (`on`) or takes back `user`'s `emoji` on comment `id`; one of each kind per user.
+    pub async fn react(
+        &self,
+        room: &RoomId,
+        id: &str,
+        user: &str,
+        emoji: Emoji,
+        on: bool,
+    ) -> Result<ReactOutcome, StoreError> {
+        deadline("react", async {
+            match self {
+                Store::Mongo(s) => s.react(room, id, user, emoji, on).await,
+                Store::Embedded(s) => s.react(room, id, user, emoji, on).await,
+            }
+        })
+        .await
+    }
+
+    /// The emoji `user` gave each of `ids`, only comments with at least one.
+    pub async fn mine(&self, user: &str, ids: Vec<String>) -> Result<Mine, StoreError> {
+        deadline("mine", async {
+            match self {
+                Store::Mongo(s) => s.mine(user, ids).await,
+                Store::Embedded(s) => s.mine(user, ids).await,
             }
         })
         .await
@@ -291,6 +389,9 @@ pub(crate) fn counts_to_reactions<N: Copy + Into<i64>>(
 pub fn now_millis() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
+
+#[cfg(test)]
+mod discussion_tests;
 
 #[cfg(test)]
 mod tests {

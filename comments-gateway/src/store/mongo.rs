@@ -17,6 +17,8 @@ use shared_proto::{Author, Comment, RoomId};
 
 use super::{DeleteOutcome, Inserted, NewComment, Page, Slice, StoreError, client_key, fresh_id};
 
+mod discussions;
+
 /// A stored comment document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Doc {

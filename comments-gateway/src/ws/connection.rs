@@ -73,6 +73,9 @@ pub(super) async fn run_connection(
     {
         let rooms = conn.rooms.lock().unwrap_or_else(|p| p.into_inner());
         state.hub.unregister(conn.id, rooms.iter());
+        for room in rooms.iter() {
+            state.discussions.leave(room, conn.id);
+        }
     }
     drop(slot);
     state.metrics.connections.dec();
@@ -260,6 +263,7 @@ impl Connection {
                     .remove(&room);
                 if removed {
                     self.state.hub.leave(&room, self.id);
+                    self.state.discussions.leave(&room, self.id);
                 }
                 self.reply(reference, ServerMessage::Unsubscribed(RoomOnly { room }));
                 return;
@@ -285,6 +289,9 @@ impl Connection {
                 };
                 // Joined here, in frame order, so a post right behind it counts as subscribed.
                 let ready = self.state.hub.join(&room, self.id, self.out.clone());
+                self.state
+                    .discussions
+                    .join(&room, self.id, self.user.as_deref(), self.out.clone());
                 Request::Subscribe {
                     sub,
                     already,
@@ -308,14 +315,18 @@ impl Connection {
                 Request::Post(post)
             }
             ClientMessage::Delete(delete) => Request::Delete(delete),
-            ClientMessage::Edit(_) | ClientMessage::React(_) | ClientMessage::Typing(_) => {
-                self.error(
-                    reference,
-                    ErrorCode::BadRequest,
-                    "this message type is not available yet",
-                );
-                return;
-            }
+            ClientMessage::Edit(edit) => match self.member(&edit.room, "edit") {
+                Ok(()) => Request::Edit(edit),
+                Err(e) => return self.error(reference, e.code(), e.to_string()),
+            },
+            ClientMessage::React(react) => match self.member(&react.room, "react") {
+                Ok(()) => Request::React(react),
+                Err(e) => return self.error(reference, e.code(), e.to_string()),
+            },
+            ClientMessage::Typing(RoomOnly { room }) => match self.member(&room, "type") {
+                Ok(()) => Request::Typing(room),
+                Err(e) => return self.error(reference, e.code(), e.to_string()),
+            },
             ClientMessage::History(history) => Request::History(history),
         };
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
@@ -352,7 +363,24 @@ impl Connection {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(room);
             self.state.hub.leave(room, self.id);
+            self.state.discussions.leave(room, self.id);
         }
+    }
+
+    /// Edit, react and typing need a signed-in user subscribed to the room here.
+    fn member(&self, room: &shared_proto::RoomId, what: &str) -> Result<(), GatewayError> {
+        if self.user.is_none() {
+            return Err(GatewayError::Unauthorized(format!("sign in to {what}")));
+        }
+        let subscribed = self
+            .rooms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(room);
+        if !subscribed {
+            return Err(GatewayError::NotSubscribed);
+        }
+        Ok(())
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use bytestring::ByteString;
 use shared_proto::ws::{
-    Ack, Delete, History, HistoryPage, MAX_SINCE_BATCH, Post, Ref, ServerFrame, ServerMessage,
-    Subscribe, Subscribed,
+    Ack, Delete, Edit, History, HistoryPage, MAX_SINCE_BATCH, Post, React, Ref, ServerFrame,
+    ServerMessage, Subscribe, Subscribed,
 };
 use shared_proto::{Claims, RoomId};
 use tokio::sync::oneshot;
@@ -46,6 +46,10 @@ pub(super) enum Request {
     Post(Post),
     Delete(Delete),
     History(History),
+    Edit(Edit),
+    React(React),
+    /// `typing` in a room (the connection checked sign-in and subscription).
+    Typing(RoomId),
 }
 
 impl Request {
@@ -60,6 +64,9 @@ impl Request {
             Request::Post(post) => self::post(&ctx, reference.clone(), post).await,
             Request::Delete(delete) => self::delete(&ctx, reference.clone(), delete).await,
             Request::History(history) => self::history(&ctx, reference.clone(), history).await,
+            Request::Edit(edit) => self::edit(&ctx, reference.clone(), edit).await,
+            Request::React(react) => self::react(&ctx, reference.clone(), react).await,
+            Request::Typing(room) => self::typing(&ctx, &room).await,
         };
         if let Err(e) = result {
             if let GatewayError::Internal(cause) = &e {
@@ -89,6 +96,7 @@ async fn subscribe(
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&room);
             ctx.state.hub.leave(&room, ctx.id);
+            ctx.state.discussions.leave(&room, ctx.id);
         }
     };
     let started = tokio::time::timeout(STORE_DEADLINE, ready).await;
@@ -113,6 +121,18 @@ async fn subscribe(
             return Err(e);
         }
     };
+    let mine = match ctx
+        .state
+        .discussions
+        .mine(ctx.user.as_deref(), &page.comments)
+        .await
+    {
+        Ok(mine) => mine,
+        Err(e) => {
+            undo();
+            return Err(e);
+        }
+    };
     let last = covered_up_to(page.comments.last().map(|c| c.seq), sub.since);
     // Only a `since` backlog that stops short leaves live comments out until the next one.
     let behind = sub.since.is_some() && page.more;
@@ -122,10 +142,11 @@ async fn subscribe(
             room: room.clone(),
             comments: page.comments,
             truncated: page.more,
-            mine: None,
+            mine,
         }),
     );
     ctx.state.hub.activate(&room, ctx.id, last, behind);
+    ctx.state.discussions.activate(&room, ctx.id);
     Ok(())
 }
 
@@ -182,15 +203,62 @@ async fn history(ctx: &Ctx, reference: Option<Ref>, history: History) -> Result<
             },
         )
         .await?;
+    let mine = ctx
+        .state
+        .discussions
+        .mine(ctx.user.as_deref(), &page.comments)
+        .await?;
     ctx.reply(
         reference,
         ServerMessage::History(HistoryPage {
             room: history.room,
             comments: page.comments,
             more: page.more,
-            mine: None,
+            mine,
         }),
     );
+    Ok(())
+}
+
+/// The user of a request the connection already checked for sign-in.
+fn signed_in(ctx: &Ctx) -> Result<&Claims, GatewayError> {
+    ctx.user
+        .as_deref()
+        .ok_or_else(|| GatewayError::Unauthorized("sign in first".into()))
+}
+
+async fn edit(ctx: &Ctx, reference: Option<Ref>, edit: Edit) -> Result<(), GatewayError> {
+    let user = signed_in(ctx)?;
+    // Edits count against the post rate limit.
+    if let Some(limiter) = ctx.state.comments.limiter()
+        && limiter.check_key(&user.sub.to_string()).is_err()
+    {
+        return Err(GatewayError::RateLimited);
+    }
+    let comment = ctx.state.discussions.edit(user, edit).await?;
+    ctx.reply(reference, ServerMessage::Ack(Ack::Posted { comment }));
+    Ok(())
+}
+
+async fn react(ctx: &Ctx, reference: Option<Ref>, react: React) -> Result<(), GatewayError> {
+    let user = signed_in(ctx)?;
+    if !ctx.state.discussions.allow_react(user) {
+        return Err(GatewayError::Throttled(
+            "too many reactions; at most 20 in 10 seconds",
+        ));
+    }
+    let id = react.id.to_string();
+    let reactions = ctx.state.discussions.react(user, react).await?;
+    ctx.reply(
+        reference,
+        ServerMessage::Ack(Ack::Reacted { id, reactions }),
+    );
+    Ok(())
+}
+
+async fn typing(ctx: &Ctx, room: &RoomId) -> Result<(), GatewayError> {
+    let user = signed_in(ctx)?;
+    ctx.state.discussions.typing(user, room).await;
     Ok(())
 }
 

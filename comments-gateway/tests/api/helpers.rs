@@ -216,6 +216,9 @@ pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub welcome: Value,
     next_ref: u64,
+    /// `presence` frames come unasked after every subscribe and whenever readers change;
+    /// only the tests about presence want them (the others skip them).
+    pub keep_presence: bool,
 }
 
 /// How a connection ended.
@@ -234,6 +237,7 @@ impl Client {
             ws,
             welcome: Value::Null,
             next_ref: 0,
+            keep_presence: false,
         };
         let welcome = client.recv().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
@@ -262,7 +266,11 @@ impl Client {
                 .expect("no error");
             match msg {
                 Message::Text(text) => {
-                    return serde_json::from_str(text.as_str()).expect("JSON frame");
+                    let frame: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+                    if frame["type"] == "presence" && !self.keep_presence {
+                        continue;
+                    }
+                    return frame;
                 }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
@@ -332,7 +340,13 @@ impl Client {
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return,
-                Ok(Some(Ok(Message::Text(text)))) => panic!("unexpected frame {text}"),
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let frame: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+                    if frame["type"] == "presence" && !self.keep_presence {
+                        continue;
+                    }
+                    panic!("unexpected frame {text}")
+                }
                 Ok(Some(Ok(_))) => continue,
                 Ok(other) => panic!("connection ended: {other:?}"),
             }

@@ -2,6 +2,8 @@
 
 mod chaos;
 mod cross_instance;
+mod discussions;
+mod discussions_cross;
 mod embedded;
 mod faults;
 mod guards;
