@@ -29,6 +29,12 @@
 #             every post must be acked (one writer per room, batched inserts), run after run
 #             (not in the default set)
 #   node      the Node.js `ws` baseline server through fanout, sweep, fanout5k, idle, idlemax
+#   bun       the Bun baseline (bench/bun-baseline: uWebSockets, native topic publish), likewise
+#   table     the transport issue's table from one run: server CPU per delivered comment and p99
+#             at 1,000 subs x 100 posts/s and 5,000 x 20/s, RSS per idle subscribed connection at
+#             19,700 connections (3 load processes), for our gateway (embedded; and Redis + the
+#             Mongo-wire test server), Bun and Node `ws` (TABLE_SECS per fan-out, default 10;
+#             TABLE_IDLE=0 skips the idle column; TABLE_REDIS=0 skips the Redis + Mongo row)
 #
 # Everything runs against 127.0.0.0/8 only; every run is bounded in time.
 set -euo pipefail
@@ -51,7 +57,8 @@ while [ $# -gt 0 ]; do
     --growth-secs) GROWTH_SECS=$2; shift ;;
     --only) ONLY=$2; shift ;;
     --node-only) ONLY=node ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --table) ONLY=table ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -126,7 +133,7 @@ check_quiet() {
 
 # ---------------------------------------------------------------- build
 if [ "$BUILD" = 1 ]; then
-  if want fanout || want sweep || want fanout5k || want idle || want idlemax || want growth || want redis2; then
+  if want fanout || want sweep || want fanout5k || want idle || want idlemax || want growth || want redis2 || want table; then
     echo "building comments-gateway and gateway-load (release) ..." >&2
     cargo build --release -p comments-gateway -p loadtest >"$LOG_DIR/build.log" 2>&1 || {
       tail -30 "$LOG_DIR/build.log" >&2; exit 1; }
@@ -172,6 +179,37 @@ start_node() {
   SRV_URL="ws://127.0.0.1:$port/ws"
   wait_http "http://127.0.0.1:$port/healthz" 30
   echo "  started node baseline pid $SRV_PID on $port" >&2
+}
+
+BUN_BIN=bench/bun-baseline/node_modules/@oven/bun-linux-x64/bin/bun
+start_bun() {
+  local port
+  port=$(free_port)
+  if [ ! -x "$BUN_BIN" ]; then
+    (cd bench/bun-baseline && npm ci --no-audit --no-fund >"$LOG_DIR/npm-bun.log" 2>&1) || {
+      echo "npm ci (bun) failed: see $LOG_DIR/npm-bun.log" >&2; return 1; }
+  fi
+  PORT=$port AUTH_TOKEN_SECRET="$SECRET" "${NICE[@]}" "$BUN_BIN" bench/bun-baseline/server.js >"$LOG_DIR/bun-$port.log" 2>&1 &
+  SRV_PID=$!
+  PIDS+=("$SRV_PID")
+  SRV_URL="ws://127.0.0.1:$port/ws"
+  wait_http "http://127.0.0.1:$port/healthz" 30
+  echo "  started bun baseline pid $SRV_PID on $port" >&2
+}
+
+# start_redis_mongo: a private redis-server and SecantusDB; sets RM_REDIS, RM_MONGO.
+start_redis_mongo() {
+  local rport mport mdata
+  rport=$(free_port); mport=$(free_port)
+  mdata=$(mktemp -d /tmp/bench-mongo-XXXXXX); TMP_DIRS+=("$mdata")
+  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >"$LOG_DIR/redis.log" 2>&1 &
+  PIDS+=("$!")
+  SECANTUS=${SECANTUS_BIN:-$HOME/.cache/secantus-venv/bin/secantusd-py}
+  "$SECANTUS" --host 127.0.0.1 --port "$mport" --storage-path "$mdata" --log-level ERROR >"$LOG_DIR/mongo.log" 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 1 150); do (echo > "/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break; sleep 0.2; done
+  RM_REDIS="redis://127.0.0.1:$rport"
+  RM_MONGO="mongodb://127.0.0.1:$mport/bench?directConnection=true"
 }
 
 # ---------------------------------------------------------------- scenarios
@@ -243,17 +281,10 @@ fi
 
 if want redis2; then
   [ -x "$GW_BIN" ] || { echo "missing $GW_BIN" >&2; exit 1; }
-  rport=$(free_port); mport=$(free_port)
-  mdata=$(mktemp -d /tmp/bench-mongo-XXXXXX); TMP_DIRS+=("$mdata")
-  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >"$LOG_DIR/redis.log" 2>&1 &
-  PIDS+=("$!")
-  SECANTUS=${SECANTUS_BIN:-$HOME/.cache/secantus-venv/bin/secantusd-py}
-  "$SECANTUS" --host 127.0.0.1 --port "$mport" --storage-path "$mdata" --log-level ERROR >"$LOG_DIR/mongo.log" 2>&1 &
-  PIDS+=("$!")
-  for _ in $(seq 1 150); do (echo > "/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break; sleep 0.2; done
-  start_gateway gw-a REDIS_URL="redis://127.0.0.1:$rport" MONGO_URL="mongodb://127.0.0.1:$mport/bench?directConnection=true"
+  start_redis_mongo
+  start_gateway gw-a REDIS_URL="$RM_REDIS" MONGO_URL="$RM_MONGO"
   a_pid=$SRV_PID; a_url=$SRV_URL
-  start_gateway gw-b REDIS_URL="redis://127.0.0.1:$rport" MONGO_URL="mongodb://127.0.0.1:$mport/bench?directConnection=true"
+  start_gateway gw-b REDIS_URL="$RM_REDIS" MONGO_URL="$RM_MONGO"
   load "2 instances + redis ${REDIS2_RATE:-20}/s x 1000" run --url "$a_url,$SRV_URL" --server-pid "$a_pid,$SRV_PID" \
     --connections 1000 --posters 10 --rate "${REDIS2_RATE:-20}" --duration "$RUN_SECS" --drain 10 >/dev/null || true
   stop_pid "$a_pid"; stop_pid "$SRV_PID"
@@ -287,6 +318,54 @@ if want node; then
   fi
 fi
 
+if want bun; then
+  if start_bun; then
+    fanout bun
+    fanout5k bun
+    sweep bun
+    stop_pid "$SRV_PID"
+    start_bun; idle bun 10000 2; stop_pid "$SRV_PID"
+    start_bun; idle bun 19000 2; stop_pid "$SRV_PID"
+  else
+    echo "bun baseline skipped" >&2
+  fi
+fi
+
+if want table; then
+  # Short runs, the peers interleaved, all in one run (the machine is shared: compare ratios).
+  T=${TABLE_SECS:-10}
+  tfan() { # label subs rate
+    load "$1" run --url "$SRV_URL" --server-pid "$SRV_PID" --connections "$2" --posters 10 \
+      --rate "$3" --duration "$T" --drain 3 --anonymous >/dev/null || true
+  }
+  tidle() { # label
+    load "$1" idle --url "$SRV_URL" --server-pid "$SRV_PID" --connections 19700 \
+      --processes 3 --anonymous --settle 5 --hold 2 --source-ips 4 >/dev/null || true
+  }
+  for who in gateway bun node; do
+    case $who in
+      gateway) start_gateway gateway ;;
+      bun) start_bun ;;
+      node) start_node ;;
+    esac
+    tfan "table $who 1000x100" 1000 100
+    tfan "table $who 5000x20" 5000 20
+    stop_pid "$SRV_PID"
+  done
+  if [ "${TABLE_REDIS:-1}" = 1 ]; then
+    start_redis_mongo
+    start_gateway gateway-rm REDIS_URL="$RM_REDIS" MONGO_URL="$RM_MONGO"
+    tfan "table gateway-rm 1000x100" 1000 100
+    tfan "table gateway-rm 5000x20" 5000 20
+    stop_pid "$SRV_PID"
+  fi
+  if [ "${TABLE_IDLE:-1}" = 1 ]; then
+    start_gateway gateway; tidle "table gateway idle"; stop_pid "$SRV_PID"
+    start_bun; tidle "table bun idle"; stop_pid "$SRV_PID"
+    start_node; tidle "table node idle"; stop_pid "$SRV_PID"
+  fi
+fi
+
 # ---------------------------------------------------------------- table
 python3 - "$RESULTS" >"$TABLE" <<'PY'
 import json, sys
@@ -314,6 +393,35 @@ for r in rows:
               f"{'n/a' if rss is None else f'{rss:.0f} B ({rss/1024:.2f} KiB)'} per connection, failures {r['connect_failures']}")
     elif r.get("mode") == "sweep":
         print(f"{r['label'][:60]:<60} {r['best_rate']} posts/s x {r['subscribers']}")
+# The transport issue's table (scenario `table`): one row per server, from this run.
+t = {r["label"]: r for r in rows if r.get("label", "").startswith("table ")}
+if t:
+    names = [("gateway-rm", "our gateway (Redis + Mongo-wire)"), ("gateway", "our gateway (embedded)"),
+             ("bun", "Bun (uWebSockets, topic publish)"), ("node", "Node.js ws")]
+    def fan(who, what):
+        r = t.get(f"table {who} {what}")
+        if not r:
+            return "-"
+        cpu = r.get("server_cpu_us_per_delivery")
+        bad = r["losses"] + r["conns_closed_early"] + r.get("posts_unanswered", 0)
+        s = f"{cpu:.2f} us, p99 {r['latency']['p99_us']/1000:.1f} ms" if cpu is not None else "n/a"
+        return s + ("" if bad == 0 else f" (loss {r['losses']}, drop {r['conns_closed_early']}, unanswered {r.get('posts_unanswered', 0)})")
+    def idle(who):
+        r = t.get(f"table {who} idle")
+        if not r or r.get("server_rss_per_conn_bytes") is None:
+            return "-"
+        return f"{r['server_rss_per_conn_bytes']/1024:.2f} KiB ({r['connected']} conns)"
+    print()
+    print("| | 1,000 subs x 100 posts/s | 5,000 subs x 20 posts/s | idle connection |")
+    print("|---|---|---|---|")
+    for who, name in names:
+        if any(k.startswith(f"table {who} ") for k in t):
+            print(f"| {name} | {fan(who, '1000x100')} | {fan(who, '5000x20')} | {idle(who)} |")
+    ours = {w: t.get(f"table gateway {w}") for w in ("1000x100", "5000x20")}
+    bun = {w: t.get(f"table bun {w}") for w in ("1000x100", "5000x20")}
+    for w in ours:
+        if ours[w] and bun[w] and ours[w].get("server_cpu_us_per_delivery") and bun[w].get("server_cpu_us_per_delivery"):
+            print(f"ratio ours/Bun at {w}: {ours[w]['server_cpu_us_per_delivery']/bun[w]['server_cpu_us_per_delivery']:.2f} (target <= 0.80)")
 PY
 echo >&2
 cat "$TABLE"

@@ -10,12 +10,12 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod metrics;
-pub mod outbox;
 pub mod sequencer;
 pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod transport;
 pub mod ws;
 
 pub use settings::Settings;

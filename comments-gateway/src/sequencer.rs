@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use bytestring::ByteString;
+use crate::transport::Frame;
 
 /// Live events held per room while a gap is open or the room initialises; past it the
 /// oldest gap is given up (clients recover it with `since`).
@@ -23,14 +23,14 @@ pub enum Event {
         /// The comment's seq.
         seq: u64,
         /// The encoded frame.
-        frame: ByteString,
+        frame: Frame,
     },
     /// Something that happened to the comment `seq` (deleted, edited, reactions).
     Update {
         /// The comment's seq.
         seq: u64,
         /// The encoded frame.
-        frame: ByteString,
+        frame: Frame,
     },
 }
 
@@ -45,8 +45,8 @@ impl Event {
 
 #[derive(Debug, Default)]
 struct Slot {
-    comment: Option<ByteString>,
-    updates: Vec<ByteString>,
+    comment: Option<Frame>,
+    updates: Vec<Frame>,
 }
 
 impl Slot {
@@ -294,14 +294,14 @@ mod tests {
     fn c(seq: u64) -> Event {
         Event::Comment {
             seq,
-            frame: ByteString::from(format!("c{seq}")),
+            frame: Frame::text(format!("c{seq}")),
         }
     }
 
     fn u(seq: u64) -> Event {
         Event::Update {
             seq,
-            frame: ByteString::from(format!("u{seq}")),
+            frame: Frame::text(format!("u{seq}")),
         }
     }
 

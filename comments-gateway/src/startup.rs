@@ -5,11 +5,11 @@ use std::net::TcpListener;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, HttpServer, middleware, web};
+use actix_web::{App, middleware, web};
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use service_kit::metrics::Metrics;
@@ -29,6 +29,7 @@ use crate::metrics::GatewayMetrics;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{EmbeddedStore, MongoStore, Store};
+use crate::transport::{Transport, Upgrader};
 use crate::ws::guard::UpgradeGuard;
 
 /// The running gateway.
@@ -193,18 +194,28 @@ impl Application {
             discussions,
             store,
             bus,
-            metrics: gateway_metrics,
+            metrics: gateway_metrics.clone(),
             verifier: TokenVerifier::new(settings.auth_token_secret.expose()),
             admin_token: settings.admin_token.clone(),
             guard,
             heartbeat: Duration::from_millis(settings.heartbeat_ms),
             queue_max: settings.client_queue_max,
             instance,
-            next_conn: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            transport: Arc::new(Transport::new(
+                Duration::from_millis(settings.heartbeat_ms),
+                settings.client_queue_max,
+                shared_proto::ws::MAX_FRAME_BYTES,
+                gateway_metrics.clone(),
+            )),
             mongo_up,
         });
+        {
+            let transport = state.transport.clone();
+            let cancel = background_cancel.clone();
+            background.spawn(async move { transport.run_heartbeat(cancel).await });
+        }
         if let Some(limiter) = state.comments.limiter() {
             let cancel = background_cancel.clone();
             background.spawn(async move {
@@ -222,31 +233,27 @@ impl Application {
         let port = listener.local_addr()?.port();
         let metrics = web::Data::new(metrics);
         let app_state = state.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(middleware::from_fn(service_kit::metrics::record))
-                .wrap(TracingLogger::<RedactingRootSpan>::new())
-                .app_data(app_state.clone())
-                .app_data(metrics.clone())
-                .configure(|cfg| service_kit::http_errors::extractor_config(cfg, 64 * 1024))
-                .configure(crate::http::config)
-                .default_service(web::to(service_kit::http_errors::not_found))
-        })
-        // WebSocket frames are small and often several go out back to back; with Nagle on, a
-        // frame written while the previous one is unacknowledged waits for the peer's delayed
-        // ACK (up to 40 ms), so every socket gets TCP_NODELAY.
-        .on_connect(|conn, _ext| {
-            if let Some(socket) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-                let _ = socket.set_nodelay(true);
-            }
-        })
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(10);
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
-        }
-        let server = server.run();
+        let upgrader = Upgrader::new(
+            crate::ws::Gate::new(state.clone().into_inner()),
+            state.transport.clone(),
+            state.tracker.clone(),
+        );
+        // The App serves HTTP; WebSocket upgrades leave actix-http's dispatcher for the transport.
+        let server = crate::transport::serve(
+            listener,
+            settings.workers,
+            move || {
+                App::new()
+                    .wrap(middleware::from_fn(service_kit::metrics::record))
+                    .wrap(TracingLogger::<RedactingRootSpan>::new())
+                    .app_data(app_state.clone())
+                    .app_data(metrics.clone())
+                    .configure(|cfg| service_kit::http_errors::extractor_config(cfg, 64 * 1024))
+                    .configure(crate::http::config)
+                    .default_service(web::to(service_kit::http_errors::not_found))
+            },
+            upgrader,
+        )?;
         let handle = server.handle();
         Ok(Self {
             port,
@@ -281,8 +288,9 @@ impl Application {
         };
         state.shutdown.cancel();
         state.hub.shut_down_all();
+        state.transport.shut_down_all();
         state.tracker.close();
-        if tokio::time::timeout(crate::ws::CLOSE_GRACE, state.tracker.wait())
+        if tokio::time::timeout(crate::transport::CLOSE_GRACE, state.tracker.wait())
             .await
             .is_err()
         {

@@ -1,7 +1,7 @@
 //! What request handlers and connections share.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -15,6 +15,7 @@ use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
 use crate::settings::Secret;
 use crate::store::Store;
+use crate::transport::Transport;
 use crate::ws::guard::UpgradeGuard;
 
 /// Everything request handlers and connections share.
@@ -43,12 +44,12 @@ pub struct AppState {
     pub queue_max: usize,
     /// This instance's name on the bus.
     pub instance: String,
-    /// Connection id source.
-    pub next_conn: AtomicU64,
     /// Fires when the server starts draining.
     pub shutdown: CancellationToken,
     /// Connection tasks and their requests.
     pub tracker: TaskTracker,
+    /// Sockets: the heartbeat sweep, closes, connection ids.
+    pub transport: Arc<Transport>,
     /// MongoDB answered the last health check.
     pub mongo_up: Arc<AtomicBool>,
 }

@@ -114,8 +114,16 @@ impl TrustedProxies {
 
 /// [`TrustedProxies::client_ip`] for an actix request.
 pub fn client_ip(req: &actix_web::HttpRequest, trusted: &TrustedProxies) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
-    let joined: Vec<&str> = req
+    head_client_ip(req.head(), trusted)
+}
+
+/// [`TrustedProxies::client_ip`] for a request head (an upgrade taken before actix-web).
+pub fn head_client_ip(
+    head: &actix_web::dev::RequestHead,
+    trusted: &TrustedProxies,
+) -> Option<IpAddr> {
+    let peer = head.peer_addr?.ip();
+    let joined: Vec<&str> = head
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())

@@ -15,7 +15,7 @@ pub mod shared;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytestring::ByteString;
+use crate::transport::Frame;
 use shared_proto::channels::BusEvent;
 use shared_proto::ws::{
     CommentEdited, Edit, PresenceCounts, React, ReactionsChanged, ServerFrame, ServerMessage,
@@ -33,8 +33,8 @@ use crate::bus::{BusListener, SharedBus};
 use crate::error::GatewayError;
 use crate::hub::{ConnId, Hub};
 use crate::metrics::GatewayMetrics;
-use crate::outbox::ConnTx;
 use crate::store::{EditOutcome, ReactOutcome, Store, now_millis};
+use crate::transport::ConnTx;
 
 /// Reactions one user may send per [`REACT_WINDOW`] on one instance.
 pub const REACT_MAX: usize = 20;
@@ -76,8 +76,8 @@ pub fn user_ref(claims: &Claims) -> UserRef {
     }
 }
 
-fn encode(message: ServerMessage) -> ByteString {
-    ByteString::from(ServerFrame::push(message).encode())
+fn encode(message: ServerMessage) -> Frame {
+    Frame::text(ServerFrame::push(message).encode())
 }
 
 impl Discussions {

@@ -11,14 +11,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytestring::ByteString;
+use crate::transport::Frame;
 use shared_proto::RoomId;
 use shared_proto::ws::{Presence, PresenceCounts, ServerFrame, ServerMessage, UserRef};
 
 use super::presence::{LocalReaders, Snapshot, merge};
 use crate::hub::ConnId;
 use crate::metrics::GatewayMetrics;
-use crate::outbox::ConnTx;
+use crate::transport::ConnTx;
 
 /// Comments per room whose last change revision is remembered.
 const REVS_MAX: usize = 4096;
@@ -115,8 +115,8 @@ pub struct Rooms {
     shared: bool,
 }
 
-fn presence_frame(room: &RoomId, counts: &PresenceCounts) -> ByteString {
-    ByteString::from(
+fn presence_frame(room: &RoomId, counts: &PresenceCounts) -> Frame {
+    Frame::text(
         ServerFrame::push(ServerMessage::Presence(Presence {
             room: room.clone(),
             readers: counts.readers,
@@ -135,7 +135,7 @@ impl Room {
         }
     }
 
-    fn push_active(&self, frame: &ByteString, metrics: &GatewayMetrics) {
+    fn push_active(&self, frame: &Frame, metrics: &GatewayMetrics) {
         for member in self.members.values() {
             if !member.joining {
                 member.conn.push(frame.clone(), metrics);
@@ -281,7 +281,7 @@ impl Rooms {
     }
 
     /// Sends `typing` to the room's connections of users other than `from`.
-    pub fn typing(&self, room: &RoomId, from: &str, frame: ByteString) {
+    pub fn typing(&self, room: &RoomId, from: &str, frame: Frame) {
         let rooms = self.lock();
         let Some(entry) = rooms.get(room) else {
             return;
@@ -423,8 +423,8 @@ mod tests {
 
     fn drain(conn: &ConnTx) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
-        while let Some(frame) = conn.outbox().try_recv() {
-            out.push(serde_json::from_str(&frame).expect("json"));
+        while let Some(frame) = conn.try_recv() {
+            out.push(serde_json::from_slice(frame.payload()).expect("json"));
         }
         out
     }
@@ -440,7 +440,11 @@ mod tests {
     fn presence_counts_users_once_and_is_sent_after_activation() {
         let rooms = Rooms::new(metrics(), false);
         let room = RoomId::index();
-        let (a, b, c) = (ConnTx::new(64), ConnTx::new(64), ConnTx::new(64));
+        let (a, b, c) = (
+            ConnTx::detached(64),
+            ConnTx::detached(64),
+            ConnTx::detached(64),
+        );
         rooms.join(&room, 1, user("JD"), a.clone());
         rooms.join(&room, 2, user("JD"), b.clone());
         rooms.join(&room, 3, None, c.clone());
@@ -465,7 +469,7 @@ mod tests {
     fn stale_changes_are_dropped() {
         let rooms = Rooms::new(metrics(), false);
         let room = RoomId::index();
-        rooms.join(&room, 1, user("JD"), ConnTx::new(64));
+        rooms.join(&room, 1, user("JD"), ConnTx::detached(64));
         let mut sent = Vec::new();
         for (kind, rev) in [
             (ChangeKind::Reactions, 2),
@@ -491,10 +495,10 @@ mod tests {
         let rooms = Rooms::new(metrics(), false);
         let room = RoomId::index();
         let (mine, other, guest, joining) = (
-            ConnTx::new(64),
-            ConnTx::new(64),
-            ConnTx::new(64),
-            ConnTx::new(64),
+            ConnTx::detached(64),
+            ConnTx::detached(64),
+            ConnTx::detached(64),
+            ConnTx::detached(64),
         );
         rooms.join(&room, 1, user("JD"), mine.clone());
         rooms.join(&room, 2, user("Admin"), other.clone());
@@ -506,7 +510,7 @@ mod tests {
         for conn in [&mine, &other, &guest] {
             drain(conn);
         }
-        rooms.typing(&room, "JD", ByteString::from("{\"t\":1}"));
+        rooms.typing(&room, "JD", Frame::text("{\"t\":1}"));
         assert!(drain(&mine).is_empty());
         assert_eq!(drain(&other).len(), 1);
         assert_eq!(drain(&guest).len(), 1);
@@ -517,12 +521,12 @@ mod tests {
     fn presence_broadcasts_at_most_once_a_second() {
         let rooms = Rooms::new(metrics(), false);
         let room = RoomId::index();
-        let watcher = ConnTx::new(64);
+        let watcher = ConnTx::detached(64);
         rooms.join(&room, 1, user("JD"), watcher.clone());
         rooms.activate(&room, 1, 1);
         drain(&watcher);
         for id in 2..10 {
-            rooms.join(&room, id, None, ConnTx::new(64));
+            rooms.join(&room, id, None, ConnTx::detached(64));
             rooms.activate(&room, id, 1);
         }
         // The watcher's own arrival was broadcast just now: the others wait for the second.

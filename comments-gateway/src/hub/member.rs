@@ -1,8 +1,8 @@
 //! One connection's membership in one room: what it has been sent, and what waits for it.
 
 use crate::metrics::GatewayMetrics;
-use crate::outbox::ConnTx;
 use crate::sequencer::Event;
+use crate::transport::ConnTx;
 
 /// Where a member stands.
 pub(super) enum MemberState {

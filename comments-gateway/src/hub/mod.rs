@@ -3,7 +3,7 @@
 //! store read the room needs, with a deadline on each and a backoff between failures.
 //!
 //! State sits behind a `std::sync::Mutex` that is never held across an `.await`. Each
-//! broadcast is serialised once into a `ByteString`; every receiver gets a clone of the same
+//! broadcast is encoded once into a finished WebSocket `Frame`; every receiver gets the same
 //! bytes through its bounded queue.
 
 mod member;
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytestring::ByteString;
+use crate::transport::Frame;
 use shared_proto::channels::BusEvent;
 use shared_proto::ws::{CommentDeleted, CommentEdited, Notice, ServerFrame, ServerMessage};
 use shared_proto::{Comment, RoomId};
@@ -21,12 +21,12 @@ use tokio::sync::oneshot;
 use self::member::Member;
 use crate::bus::{BusListener, SharedBus};
 use crate::metrics::GatewayMetrics;
-use crate::outbox::ConnTx;
 use crate::sequencer::{Event, Sequencer};
 use crate::store::{Slice, Store};
+use crate::transport::ConnTx;
 
 /// A connection's id inside this instance.
-pub type ConnId = u64;
+pub use crate::transport::ConnId;
 
 /// Most comments read from the store per recovery round.
 const FILL_BATCH: usize = 1000;
@@ -78,8 +78,8 @@ pub struct Hub {
 }
 
 /// Serialises a comment broadcast once.
-pub fn comment_frame(comment: &Comment) -> ByteString {
-    ByteString::from(ServerFrame::push(ServerMessage::Comment(comment.clone())).encode())
+pub fn comment_frame(comment: &Comment) -> Frame {
+    Frame::text(ServerFrame::push(ServerMessage::Comment(comment.clone())).encode())
 }
 
 /// What one recovery round of a room does.
@@ -252,13 +252,13 @@ impl Hub {
 
     /// Something happened to the comment `seq` of `room` (deleted, edited, new reaction
     /// counts): `frame` goes to the room's connections after the comment itself, never before.
-    pub fn update(&self, room: &RoomId, seq: u64, frame: ByteString) {
+    pub fn update(&self, room: &RoomId, seq: u64, frame: Frame) {
         self.offer(room, Event::Update { seq, frame });
     }
 
     /// A deleted comment: `comment_deleted` to the room, after the comment.
     pub fn deleted(&self, room: &RoomId, id: &str, seq: u64) {
-        let frame = ByteString::from(
+        let frame = Frame::text(
             ServerFrame::push(ServerMessage::CommentDeleted(CommentDeleted {
                 room: room.clone(),
                 id: id.to_owned(),
@@ -282,7 +282,7 @@ impl Hub {
 
     /// An admin notice: to a room's local subscribers, or to every local connection.
     pub fn notice(&self, text: &str, room: Option<&RoomId>) {
-        let frame = ByteString::from(
+        let frame = Frame::text(
             ServerFrame::push(ServerMessage::Notice(Notice {
                 text: text.to_owned(),
                 from: "admin".to_owned(),
@@ -492,7 +492,7 @@ impl BusListener for Hub {
             BusEvent::Edited { comment, .. } => {
                 let room = comment.room.clone();
                 let seq = comment.seq;
-                let frame = ByteString::from(
+                let frame = Frame::text(
                     ServerFrame::push(ServerMessage::CommentEdited(CommentEdited {
                         room: room.clone(),
                         comment,

@@ -1,9 +1,9 @@
-use bytestring::ByteString;
+use crate::transport::Frame;
 
 use super::member::Member;
 use crate::metrics::GatewayMetrics;
-use crate::outbox::ConnTx;
 use crate::sequencer::Event;
+use crate::transport::ConnTx;
 
 fn metrics() -> GatewayMetrics {
     GatewayMetrics::new(&prometheus::Registry::new())
@@ -12,21 +12,21 @@ fn metrics() -> GatewayMetrics {
 fn c(seq: u64) -> Event {
     Event::Comment {
         seq,
-        frame: ByteString::from(format!("c{seq}")),
+        frame: Frame::text(format!("c{seq}")),
     }
 }
 
 fn u(seq: u64) -> Event {
     Event::Update {
         seq,
-        frame: ByteString::from(format!("u{seq}")),
+        frame: Frame::text(format!("u{seq}")),
     }
 }
 
 fn received(conn: &ConnTx) -> Vec<String> {
     let mut out = Vec::new();
-    while let Some(frame) = conn.outbox().try_recv() {
-        out.push(frame.to_string());
+    while let Some(frame) = conn.try_recv() {
+        out.push(String::from_utf8_lossy(frame.payload()).into_owned());
     }
     out
 }
@@ -34,7 +34,7 @@ fn received(conn: &ConnTx) -> Vec<String> {
 #[test]
 fn a_truncated_backlog_gets_no_live_comments_until_the_next_since() {
     let m = metrics();
-    let conn = ConnTx::new(64);
+    let conn = ConnTx::detached(64);
     let mut member = Member::new(conn.clone());
     // Live 521 and 522 arrive while the backlog 1..500 (truncated) is read.
     member.offer(&c(521), 16, &m);
@@ -57,7 +57,7 @@ fn a_truncated_backlog_gets_no_live_comments_until_the_next_since() {
 #[test]
 fn joining_members_get_only_what_their_backlog_lacks_and_updates_after() {
     let m = metrics();
-    let conn = ConnTx::new(64);
+    let conn = ConnTx::detached(64);
     let mut member = Member::new(conn.clone());
     member.offer(&c(10), 16, &m);
     member.offer(&u(10), 16, &m);
@@ -71,10 +71,10 @@ fn joining_members_get_only_what_their_backlog_lacks_and_updates_after() {
 #[test]
 fn a_joining_member_that_holds_too_much_is_closed_as_too_slow() {
     let m = metrics();
-    let conn = ConnTx::new(64);
+    let conn = ConnTx::detached(64);
     let mut member = Member::new(conn.clone());
     for seq in 1..=4 {
         member.offer(&c(seq), 3, &m);
     }
-    assert!(conn.outbox().closing().is_some());
+    assert!(conn.closing().is_some());
 }

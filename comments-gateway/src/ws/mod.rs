@@ -1,19 +1,25 @@
-//! The WebSocket transport: checks before the upgrade (origin, token, per-address cap), then
-//! one loop per connection that only moves frames (client frames in, queued frames out, pings);
-//! requests that touch the store run as their own tasks and answer through the connection's
-//! queue, so a hung store never stalls the loop.
+//! WebSocket sessions: the checks before the upgrade (origin, token, per-address cap, drain),
+//! shared by the transport's upgrade path and the plain `GET /ws` route, and each connection's
+//! session; the socket itself belongs to [`crate::transport`].
 
 mod connection;
 pub mod guard;
 mod requests;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use std::sync::Arc;
+
+use actix_http::RequestHead;
+use actix_http::body::BoxBody;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
+use shared_proto::Claims;
 
+use self::connection::Connection;
+use self::guard::IpSlot;
 use crate::error::GatewayError;
+use crate::hub::ConnId;
 use crate::state::AppState;
-
-pub use connection::CLOSE_GRACE;
+use crate::transport::{Acceptor, ConnTx};
 
 /// `GET /ws` query.
 #[derive(Debug, Deserialize)]
@@ -21,15 +27,18 @@ pub struct WsQuery {
     token: Option<String>,
 }
 
-/// `GET /ws?token=...`: checks origin, token and the per-address cap, upgrades, and starts
-/// the connection's task.
-pub async fn ws_entry(
-    req: HttpRequest,
-    body: web::Payload,
-    query: web::Query<WsQuery>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, GatewayError> {
-    state.guard.check_origin(&req)?;
+/// What an admitted upgrade carries into its session.
+pub struct Admitted {
+    user: Option<Claims>,
+    slot: IpSlot,
+}
+
+/// The checks before an upgrade: an `Origin` outside `ALLOWED_ORIGINS` is 403, a bad or
+/// expired token 401, a draining server 503, an address past `MAX_CONNS_PER_IP` 429.
+pub fn admit(state: &AppState, head: &RequestHead) -> Result<Admitted, GatewayError> {
+    state.guard.check_origin(head)?;
+    let query = web::Query::<WsQuery>::from_query(head.uri.query().unwrap_or(""))
+        .map_err(|e| GatewayError::BadRequest(format!("invalid query: {e}")))?;
     let user = match query.token.as_deref().filter(|t| !t.is_empty()) {
         None => None,
         Some(token) => Some(
@@ -42,17 +51,47 @@ pub async fn ws_entry(
     if state.shutdown.is_cancelled() {
         return Err(GatewayError::Unavailable("the gateway (shutting down)"));
     }
-    let slot = state.guard.admit(&req)?;
-    let (response, session, stream) = actix_ws::handle(&req, body)
-        .map_err(|e| GatewayError::BadRequest(format!("expected a WebSocket upgrade: {e}")))?;
-    let state = state.into_inner();
-    let task = state.tracker.track_future(connection::run_connection(
-        state.clone(),
-        session,
-        stream,
-        user,
-        slot,
-    ));
-    actix_web::rt::spawn(task);
-    Ok(response)
+    let slot = state.guard.admit(head)?;
+    Ok(Admitted { user, slot })
+}
+
+/// `GET /ws` that is no upgrade (upgrades never reach actix-web: the transport takes them):
+/// the same checks, then 400.
+pub async fn ws_entry(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, GatewayError> {
+    admit(&state, req.head())?;
+    Err(GatewayError::BadRequest(
+        "expected a WebSocket upgrade".into(),
+    ))
+}
+
+/// Admits upgrades and opens their sessions.
+pub struct Gate {
+    state: Arc<AppState>,
+}
+
+impl Gate {
+    /// A gate over the app's state.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+impl Acceptor for Gate {
+    type Ticket = Admitted;
+    type Session = Connection;
+
+    fn admit(&self, head: &RequestHead) -> Result<Admitted, actix_http::Response<BoxBody>> {
+        admit(&self.state, head).map_err(|e| e.error_response().into())
+    }
+
+    fn open(&self, ticket: Admitted, id: ConnId, tx: ConnTx) -> Connection {
+        Connection::open(self.state.clone(), id, tx, ticket.user, ticket.slot)
+    }
+
+    fn span(&self, id: ConnId) -> tracing::Span {
+        tracing::info_span!("ws", conn = %format_args!("{}-{}", self.state.instance, id))
+    }
 }

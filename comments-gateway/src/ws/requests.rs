@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use bytestring::ByteString;
+use crate::transport::Frame;
 use shared_proto::ws::{
     Ack, Delete, Edit, History, HistoryPage, MAX_SINCE_BATCH, Post, React, Ref, ServerFrame,
     ServerMessage, Subscribe, Subscribed,
@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 
 use crate::error::GatewayError;
 use crate::hub::ConnId;
-use crate::outbox::ConnTx;
 use crate::state::AppState;
 use crate::store::{STORE_DEADLINE, Slice};
+use crate::transport::ConnTx;
 
 /// What a request task needs of its connection.
 pub(super) struct Ctx {
@@ -31,7 +31,7 @@ impl Ctx {
     fn reply(&self, reference: Option<Ref>, message: ServerMessage) {
         let frame = ServerFrame::reply(reference, message);
         self.out
-            .push(ByteString::from(frame.encode()), &self.state.metrics);
+            .push(Frame::text(frame.encode()), &self.state.metrics);
     }
 }
 
@@ -74,7 +74,7 @@ impl Request {
             }
             let frame = ServerFrame::error(reference, e.code(), e.to_string());
             ctx.out
-                .push(ByteString::from(frame.encode()), &ctx.state.metrics);
+                .push(Frame::text(frame.encode()), &ctx.state.metrics);
         }
     }
 }

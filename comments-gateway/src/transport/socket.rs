@@ -1,0 +1,345 @@
+//! One connection's socket as every sender sees it: frames are written straight into the kernel
+//! from the sending thread while it takes them, and queued (bounded) only on backpressure, which
+//! is the one case that wakes the connection's task.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use futures_util::task::AtomicWaker;
+use tokio::net::TcpStream;
+
+use super::frame::Frame;
+use crate::metrics::GatewayMetrics;
+
+/// Why a connection must close, decided outside its task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// The outbound queue overflowed: 1013.
+    TooSlow,
+    /// The server drains: 1001.
+    Shutdown,
+    /// The peer was silent for two heartbeats.
+    Silent,
+}
+
+/// Frames a flush writes with one `writev` at most.
+const WRITEV_BATCH: usize = 64;
+
+#[derive(Default)]
+struct Out {
+    /// Bytes the kernel has not taken yet, oldest first (the head may be a frame's tail).
+    queue: VecDeque<Bytes>,
+    closing: Option<Closing>,
+    /// The socket failed or the connection ended: drop whatever comes.
+    dead: bool,
+}
+
+/// The shared part of one connection.
+pub struct Socket {
+    /// None for a detached queue (unit tests of the hub).
+    stream: Option<TcpStream>,
+    out: Mutex<Out>,
+    max: usize,
+    /// The connection's task, woken for backpressure, closing and nothing else.
+    task: AtomicWaker,
+    /// Milliseconds (of [`super::clock`]) when the peer last sent anything.
+    last_seen: AtomicU64,
+}
+
+/// What the hub and the session hold to reach one connection: `push` a finished frame.
+#[derive(Clone)]
+pub struct ConnTx(Arc<Socket>);
+
+impl ConnTx {
+    /// A handle over an upgraded socket holding at most `max` frames under backpressure.
+    pub fn new(stream: TcpStream, max: usize) -> Self {
+        Self::build(Some(stream), max)
+    }
+
+    /// A handle with no socket: everything pushed is queued (for tests of the fan-out).
+    pub fn detached(max: usize) -> Self {
+        Self::build(None, max)
+    }
+
+    fn build(stream: Option<TcpStream>, max: usize) -> Self {
+        Self(Arc::new(Socket {
+            stream,
+            out: Mutex::new(Out::default()),
+            max: max.max(1),
+            task: AtomicWaker::new(),
+            last_seen: AtomicU64::new(super::clock()),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Out> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.0.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a frame: written at once when the socket has room and nothing waits before it,
+    /// else queued; a full queue marks the connection too slow (1013). False if dropped.
+    pub fn push(&self, frame: Frame, metrics: &GatewayMetrics) -> bool {
+        let sent = self.enqueue(frame, metrics);
+        if sent {
+            metrics.messages_out.inc();
+        }
+        sent
+    }
+
+    /// [`ConnTx::push`] without counting (the caller counts a whole fan-out at once).
+    pub fn enqueue(&self, frame: Frame, metrics: &GatewayMetrics) -> bool {
+        self.send(frame, Some(metrics))
+    }
+
+    /// Sends a control frame (a pong): never counted, never over the bound.
+    pub(crate) fn push_control(&self, frame: Frame) -> bool {
+        self.send(frame, None)
+    }
+
+    /// Writes or queues; `bounded` (with metrics to count a 1013) applies the queue bound.
+    fn send(&self, frame: Frame, bounded: Option<&GatewayMetrics>) -> bool {
+        let mut out = self.lock();
+        if out.dead || out.closing.is_some() {
+            return false;
+        }
+        if out.queue.is_empty() {
+            let bytes = frame.into_bytes();
+            let Some(stream) = &self.0.stream else {
+                out.queue.push_back(bytes);
+                return true;
+            };
+            match stream.try_write(&bytes) {
+                Ok(n) if n == bytes.len() => return true,
+                Ok(n) => out.queue.push_back(bytes.slice(n..)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.queue.push_back(bytes),
+                Err(_) => out.dead = true,
+            }
+            drop(out);
+            self.0.task.wake();
+            return true;
+        }
+        if let Some(metrics) = bounded
+            && out.queue.len() >= self.0.max
+        {
+            out.closing = Some(Closing::TooSlow);
+            out.queue.truncate(1);
+            drop(out);
+            metrics.slow_client_closes.inc();
+            self.0.task.wake();
+            return false;
+        }
+        out.queue.push_back(frame.into_bytes());
+        true
+    }
+
+    /// Marks the connection too slow; it closes with 1013.
+    pub fn overflow(&self, metrics: &GatewayMetrics) {
+        if self.close_with(Closing::TooSlow) {
+            metrics.slow_client_closes.inc();
+        }
+    }
+
+    /// Asks the connection to close with 1001 after what is queued.
+    pub fn shut_down(&self) {
+        self.close_with(Closing::Shutdown);
+    }
+
+    /// Asks the connection to close; false if it already closes.
+    pub fn close_with(&self, closing: Closing) -> bool {
+        let mut out = self.lock();
+        if out.closing.is_some() || out.dead {
+            return false;
+        }
+        out.closing = Some(closing);
+        if closing == Closing::TooSlow {
+            // Only a frame the kernel took in part must be finished before the close frame.
+            out.queue.truncate(1);
+        }
+        drop(out);
+        self.0.task.wake();
+        true
+    }
+
+    /// Set once the connection must close.
+    pub fn closing(&self) -> Option<Closing> {
+        self.lock().closing
+    }
+
+    /// True once the socket failed or the connection ended.
+    pub fn is_dead(&self) -> bool {
+        self.lock().dead
+    }
+
+    /// Frames waiting for the kernel (the detached queue of tests, or backpressure).
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Takes the oldest queued frame (tests of the fan-out read what was pushed here).
+    pub fn try_recv(&self) -> Option<Frame> {
+        self.lock().queue.pop_front().map(Frame::from_bytes)
+    }
+
+    /// Records that the peer spoke.
+    pub(crate) fn seen(&self, now: u64) {
+        self.0.last_seen.store(now, Ordering::Relaxed);
+    }
+
+    /// When the peer last spoke.
+    pub(crate) fn last_seen(&self) -> u64 {
+        self.0.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// Ends the connection: later pushes are dropped and queued bytes freed.
+    pub(crate) fn finish(&self) {
+        let mut out = self.lock();
+        out.dead = true;
+        out.queue = VecDeque::new();
+    }
+
+    pub(crate) fn stream(&self) -> Option<&TcpStream> {
+        self.0.stream.as_ref()
+    }
+
+    /// Registers the connection's task for wake-ups.
+    pub(crate) fn register(&self, cx: &Context<'_>) {
+        self.0.task.register(cx.waker());
+    }
+
+    /// Appends a frame after everything queued, past the bound (the close frame).
+    pub(crate) fn push_last(&self, frame: Frame) {
+        let mut out = self.lock();
+        if !out.dead {
+            out.queue.push_back(frame.into_bytes());
+        }
+    }
+
+    /// Writes queued bytes while the kernel takes them. Ready(Ok) once the queue is empty.
+    pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(stream) = &self.0.stream else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            let mut out = self.lock();
+            if out.dead {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            if out.queue.is_empty() {
+                if out.queue.capacity() > 16 {
+                    out.queue = VecDeque::new();
+                }
+                return Poll::Ready(Ok(()));
+            }
+            let result = {
+                let slices: Vec<IoSlice<'_>> = out
+                    .queue
+                    .iter()
+                    .take(WRITEV_BATCH)
+                    .map(|b| IoSlice::new(b))
+                    .collect();
+                stream.try_write_vectored(&slices)
+            };
+            match result {
+                Ok(mut n) => {
+                    while n > 0 {
+                        let Some(head) = out.queue.front_mut() else {
+                            break;
+                        };
+                        if n >= head.len() {
+                            n -= head.len();
+                            out.queue.pop_front();
+                        } else {
+                            head.advance(n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drop(out);
+                    match stream.poll_write_ready(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Err(e) => {
+                    out.dead = true;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> GatewayMetrics {
+        GatewayMetrics::new(&prometheus::Registry::new())
+    }
+
+    #[test]
+    fn a_detached_queue_is_bounded_and_overflow_closes_with_1013() {
+        let m = metrics();
+        let tx = ConnTx::detached(2);
+        assert!(tx.push(Frame::text("1"), &m));
+        assert!(tx.push(Frame::text("2"), &m));
+        assert!(!tx.push(Frame::text("3"), &m));
+        assert_eq!(tx.closing(), Some(Closing::TooSlow));
+        assert_eq!(tx.queued(), 1, "only a frame under way is kept");
+        assert!(!tx.push(Frame::text("4"), &m), "nothing after the close");
+        assert_eq!(m.slow_client_closes.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn writes_go_straight_into_the_socket_and_queue_only_under_backpressure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let (server, _) = listener.accept().await.expect("accepts");
+        let m = metrics();
+        let tx = ConnTx::new(server, 1_000_000);
+        assert!(tx.push(Frame::text("hello"), &m));
+        assert_eq!(tx.queued(), 0, "the kernel took it");
+        // The peer does not read: the kernel fills up, then frames queue.
+        let big = Frame::text(vec![b'x'; 60_000]);
+        let mut pushed = 0;
+        while tx.queued() == 0 {
+            assert!(tx.push(big.clone(), &m));
+            pushed += 1;
+            assert!(pushed < 10_000, "the kernel never refused");
+        }
+        assert!(tx.queued() >= 1);
+        // Reading on the client side lets the flush finish.
+        let reader = tokio::spawn(async move {
+            let mut total = 0usize;
+            let mut buf = vec![0u8; 65536];
+            loop {
+                client.readable().await.expect("readable");
+                match client.try_read(&mut buf) {
+                    Ok(0) => return total,
+                    Ok(n) => total += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        std::future::poll_fn(|cx| tx.poll_flush(cx))
+            .await
+            .expect("flushes");
+        assert_eq!(tx.queued(), 0);
+        tx.finish();
+        drop(tx);
+        let total = reader.await.expect("reader");
+        assert_eq!(total, 7 + pushed * 60_004);
+    }
+}
