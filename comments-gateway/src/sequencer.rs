@@ -309,7 +309,9 @@ mod tests {
         events
             .iter()
             .map(|e| match e {
-                Event::Comment { frame, .. } | Event::Update { frame, .. } => frame.to_string(),
+                Event::Comment { frame, .. } | Event::Update { frame, .. } => {
+                    String::from_utf8_lossy(frame.payload()).into_owned()
+                }
             })
             .collect()
     }
