@@ -33,8 +33,8 @@ pub trait Acceptor: Send + Sync + 'static {
     /// Starts the session of an upgraded connection (its first frame, the welcome, included).
     fn open(&self, ticket: Self::Ticket, id: ConnId, tx: ConnTx) -> Self::Session;
 
-    /// The connection's tracing span.
-    fn span(&self, id: ConnId) -> tracing::Span;
+    /// The span of the upgrade request and then of the connection (no secrets in it).
+    fn span(&self, head: &RequestHead, id: ConnId) -> tracing::Span;
 }
 
 /// The upgrade service's state: the acceptor, the transport and the tracker of connection tasks.
@@ -55,7 +55,21 @@ impl<A: Acceptor> Upgrader<A> {
     }
 
     /// Serves one upgrade request: an HTTP refusal, or the 101 and a running connection.
-    pub async fn upgrade(&self, req: Request, mut framed: Framed<TcpStream, h1::Codec>) {
+    pub async fn upgrade(&self, req: Request, framed: Framed<TcpStream, h1::Codec>) {
+        let id = self.transport.next_id();
+        let span = self.acceptor.span(req.head(), id);
+        self.serve(req, framed, id, span.clone())
+            .instrument(span)
+            .await;
+    }
+
+    async fn serve(
+        &self,
+        req: Request,
+        mut framed: Framed<TcpStream, h1::Codec>,
+        id: ConnId,
+        span: tracing::Span,
+    ) {
         let head = req.head();
         if head.uri.path() != WS_PATH {
             let message = format!("no route for {} {}", head.method, head.uri.path());
@@ -96,9 +110,8 @@ impl<A: Acceptor> Upgrader<A> {
         let parts = framed.into_parts();
         let read = parts.read_buf;
         let tx = ConnTx::new(parts.io, self.transport.queue_max);
-        let id = self.transport.next_id();
-        let span = self.acceptor.span(id);
-        let session = span.in_scope(|| self.acceptor.open(ticket, id, tx.clone()));
+        tracing::info!(status = 101, "WebSocket upgrade");
+        let session = self.acceptor.open(ticket, id, tx.clone());
         let task = connection::run(self.transport.clone(), id, tx, read, session).instrument(span);
         actix_web::rt::spawn(self.tracker.track_future(task));
     }
@@ -110,14 +123,19 @@ fn error(code: ErrorCode, message: String) -> Response<BoxBody> {
 
 /// Answers with `response` and closes the connection.
 async fn refuse(mut framed: Framed<TcpStream, h1::Codec>, response: Response<BoxBody>) {
+    tracing::info!(
+        status = response.status().as_u16(),
+        "WebSocket upgrade refused"
+    );
     let (mut head, body) = response.into_parts();
     head.head_mut().set_connection_type(ConnectionType::Close);
     let body = body.try_into_bytes().unwrap_or_default();
+    // Head and body in one write: some clients read only what came with the head.
     let sent = async {
         framed
-            .send((head, BodySize::Sized(body.len() as u64)).into())
+            .feed((head, BodySize::Sized(body.len() as u64)).into())
             .await?;
-        framed.send(h1::Message::Chunk(Some(body))).await?;
+        framed.feed(h1::Message::Chunk(Some(body))).await?;
         framed.send(h1::Message::Chunk(None)).await
     };
     if tokio::time::timeout(super::connection::CLOSE_GRACE, sent)

@@ -91,7 +91,12 @@ impl Acceptor for Gate {
         Connection::open(self.state.clone(), id, tx, ticket.user, ticket.slot)
     }
 
-    fn span(&self, id: ConnId) -> tracing::Span {
-        tracing::info_span!("ws", conn = %format_args!("{}-{}", self.state.instance, id))
+    fn span(&self, head: &RequestHead, id: ConnId) -> tracing::Span {
+        let query = head.uri.query().unwrap_or("");
+        tracing::info_span!(
+            "ws",
+            conn = %format_args!("{}-{}", self.state.instance, id),
+            http.target = %crate::access_log::redacted_target(head.uri.path(), query),
+        )
     }
 }
