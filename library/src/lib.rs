@@ -9,6 +9,7 @@ pub mod cross_site;
 pub mod domain;
 pub mod error;
 pub mod files;
+pub mod openapi;
 pub mod routes;
 pub mod session_guard;
 pub mod settings;

@@ -5,6 +5,7 @@ pub mod client_addr;
 pub mod health;
 pub mod http_errors;
 pub mod metrics;
+pub mod openapi;
 pub mod redis_target;
 pub mod secrets;
 pub mod settings;

@@ -133,6 +133,17 @@ pub async fn record(
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((
+        status = 200,
+        description = "Prometheus text exposition format",
+        content_type = "text/plain; version=0.0.4",
+        body = String
+    ))
+)]
 pub async fn metrics_endpoint(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -13,6 +13,7 @@ pub const MAX_COMMENT_CHARS: usize = 2000;
 
 /// Who wrote a comment: `{"id": username, "name": full name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Author {
     /// The author's username.
     pub id: String,
@@ -25,6 +26,7 @@ pub struct Author {
 /// stored before v3 keep working.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comment {
     /// Opaque unique id.
     pub id: String,

@@ -12,6 +12,7 @@ pub const MAX_IDS: usize = 500;
 /// `{"bookId": "1", "count": 8}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CountResponse {
     /// The book.
     pub book_id: BookId,
@@ -21,6 +22,7 @@ pub struct CountResponse {
 
 /// `{"counts": {"1": 8, "2": 0}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CountsResponse {
     /// Count per requested id.
     pub counts: BTreeMap<String, u64>,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Machine-readable error code, `snake_case` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorCode {
     /// Malformed or invalid input.
     BadRequest,
@@ -71,6 +72,7 @@ impl fmt::Display for ErrorCode {
 
 /// `{"code": "...", "message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// What went wrong, for programs.
     pub code: ErrorCode,
@@ -80,6 +82,7 @@ pub struct ErrorDetail {
 
 /// `{"error": {"code": "...", "message": "..."}}`: every HTTP error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,

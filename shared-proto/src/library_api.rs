@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A book as the API returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Book {
     /// Sequential numeric id; as a string it is the book's comment room.
     pub id: u64,
@@ -31,6 +32,7 @@ pub struct Book {
 
 /// A user as the API shows them (never the password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicUser {
     /// Unique username, the user's id.
     pub username: String,
@@ -44,6 +46,7 @@ pub struct PublicUser {
 
 /// `{"user": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserEnvelope {
     /// The user.
     pub user: PublicUser,
@@ -51,6 +54,7 @@ pub struct UserEnvelope {
 
 /// `{"message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MessageBody {
     /// What happened.
     pub message: String,
@@ -59,6 +63,7 @@ pub struct MessageBody {
 /// `{"token": "...", "expiresAt": "..."}` from `GET /api/v1/user/token`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// HS256 JWT for the gateway.
     pub token: String,
@@ -68,6 +73,7 @@ pub struct TokenResponse {
 
 /// `POST /api/v1/user/signup` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignupRequest {
     /// Wanted username.
     pub username: String,
@@ -81,6 +87,7 @@ pub struct SignupRequest {
 
 /// `POST /api/v1/user/login` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// Username.
     pub username: String,

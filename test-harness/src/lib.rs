@@ -8,6 +8,7 @@
 //! (`RedisCluster::start(3)`, `.seed_nodes()`, `.restart_node(i)`, `.node_ports()`).
 
 mod cluster;
+pub mod openapi;
 mod process;
 mod servers;
 

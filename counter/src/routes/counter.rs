@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use prometheus::IntCounter;
 use serde::Deserialize;
 use service_kit::http_errors::method_not_allowed;
-use shared_proto::BookId;
+use shared_proto::{BookId, ErrorBody};
 use shared_proto::counter::{CountResponse, CountsResponse, parse_id_list};
 
 use crate::error::CounterError;
@@ -82,6 +82,18 @@ async fn empty_id() -> Result<HttpResponse, CounterError> {
     ))
 }
 
+/// `POST /counter/{bookId}/incr`.
+#[utoipa::path(
+    post,
+    path = "/counter/{bookId}/incr",
+    tag = "counter",
+    params(("bookId" = String, Path, description = "Book id, `^[A-Za-z0-9_-]{1,64}$`")),
+    responses(
+        (status = 200, description = "The count after the increment", body = CountResponse),
+        (status = 400, description = "Invalid book id, or a request body", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "counter.incr", skip(state, req), fields(book_id = %path))]
 async fn incr(
     state: web::Data<AppState>,
@@ -93,6 +105,18 @@ async fn incr(
     Ok(HttpResponse::Ok().json(CountResponse { book_id: id, count }))
 }
 
+/// `GET /counter/{bookId}`.
+#[utoipa::path(
+    get,
+    path = "/counter/{bookId}",
+    tag = "counter",
+    params(("bookId" = String, Path, description = "Book id, `^[A-Za-z0-9_-]{1,64}$`")),
+    responses(
+        (status = 200, description = "The count; 0 for a book never counted", body = CountResponse),
+        (status = 400, description = "Invalid book id", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "counter.get", skip(state, req), fields(book_id = %path))]
 async fn get_one(
     state: web::Data<AppState>,
@@ -109,6 +133,18 @@ struct IdsQuery {
     ids: Option<String>,
 }
 
+/// `GET /counter?ids=1,2,abc`.
+#[utoipa::path(
+    get,
+    path = "/counter",
+    tag = "counter",
+    params(("ids" = String, Query, description = "Comma-separated book ids, 1..500")),
+    responses(
+        (status = 200, description = "The count of every id asked for", body = CountsResponse),
+        (status = 400, description = "ids missing, empty, with an invalid item or more than 500", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    )
+)]
 #[tracing::instrument(name = "counter.get_many", skip_all)]
 async fn get_many(
     state: web::Data<AppState>,

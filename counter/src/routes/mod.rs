@@ -1,7 +1,7 @@
 //! HTTP routes, one module per resource.
 
-mod counter;
-mod health;
+pub(crate) mod counter;
+pub(crate) mod health;
 
 use actix_web::web;
 use service_kit::http_errors::method_not_allowed;
@@ -24,6 +24,11 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/metrics")
             .route(web::get().to(service_kit::metrics::metrics_endpoint))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(crate::openapi::openapi_json))
             .default_service(web::to(method_not_allowed)),
     );
 }

@@ -7,4 +7,5 @@ mod counting;
 mod embedded;
 mod health;
 mod helpers;
+mod openapi;
 mod redis_faults;

@@ -7,6 +7,7 @@ mod cross_site;
 mod faults;
 mod health;
 mod helpers;
+mod openapi;
 mod pages;
 mod scale_out;
 mod secrets;

@@ -123,15 +123,48 @@ fn fields_from_json(value: &serde_json::Value) -> Result<BookFields, Error> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/book",
+    tag = "books",
+    responses((status = 200, description = "All books, with views when counter answered", body = Vec<shared_proto::library_api::Book>))
+)]
 async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.books_with_views().await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/book/{id}",
+    tag = "books",
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "The book", body = shared_proto::library_api::Book),
+        (status = 404, description = "No such book", body = shared_proto::ErrorBody),
+    )
+)]
 async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = book_id(&path)?;
     Ok(HttpResponse::Ok().json(state.book_with_views(id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/book",
+    tag = "books",
+    security(("session" = [])),
+    request_body(content(
+        (crate::openapi::BookForm = "multipart/form-data"),
+        (crate::openapi::BookFields = "application/json"),
+    )),
+    responses(
+        (status = 201, description = "The new book", body = shared_proto::library_api::Book),
+        (status = 400, description = "Bad fields", body = shared_proto::ErrorBody),
+        (status = 401, description = "Signed out", body = shared_proto::ErrorBody),
+        (status = 403, description = "Cross-site request", body = shared_proto::ErrorBody),
+        (status = 413, description = "Upload over the limit (50 MiB)", body = shared_proto::ErrorBody),
+    )
+)]
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -144,6 +177,25 @@ async fn create(
     Ok(HttpResponse::Created().json(book))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/book/{id}",
+    tag = "books",
+    security(("session" = [])),
+    params(("id" = String, Path, description = "Book id")),
+    request_body(content(
+        (crate::openapi::BookForm = "multipart/form-data"),
+        (crate::openapi::BookFields = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The changed book; files sent replace the old ones, files not sent stay", body = shared_proto::library_api::Book),
+        (status = 400, description = "Bad fields", body = shared_proto::ErrorBody),
+        (status = 401, description = "Signed out", body = shared_proto::ErrorBody),
+        (status = 403, description = "Cross-site request", body = shared_proto::ErrorBody),
+        (status = 404, description = "No such book", body = shared_proto::ErrorBody),
+        (status = 413, description = "Upload over the limit (50 MiB)", body = shared_proto::ErrorBody),
+    )
+)]
 async fn update(
     req: HttpRequest,
     payload: web::Payload,
@@ -161,6 +213,19 @@ async fn update(
     Ok(HttpResponse::Ok().json(book))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/book/{id}",
+    tag = "books",
+    security(("session" = [])),
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "Deleted", body = shared_proto::library_api::MessageBody),
+        (status = 401, description = "Signed out", body = shared_proto::ErrorBody),
+        (status = 403, description = "Cross-site request", body = shared_proto::ErrorBody),
+        (status = 404, description = "No such book", body = shared_proto::ErrorBody),
+    )
+)]
 async fn delete(
     session: Session,
     state: web::Data<AppState>,
@@ -174,6 +239,16 @@ async fn delete(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/book/{id}/download",
+    tag = "books",
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "The book file under its original name (Content-Disposition)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No such book or no file", body = shared_proto::ErrorBody),
+    )
+)]
 async fn download(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -85,6 +85,18 @@ pub async fn authenticate(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/user/signup",
+    tag = "users",
+    request_body = shared_proto::library_api::SignupRequest,
+    responses(
+        (status = 201, description = "Account created", body = shared_proto::library_api::MessageBody),
+        (status = 400, description = "Taken username or bad fields (password at least 8 characters)", body = shared_proto::ErrorBody),
+        (status = 403, description = "Cross-site request", body = shared_proto::ErrorBody),
+        (status = 429, description = "Too many sign-ups from this address (Retry-After)", body = shared_proto::ErrorBody),
+    )
+)]
 async fn signup(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -100,6 +112,18 @@ async fn signup(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/user/login",
+    tag = "users",
+    request_body = shared_proto::library_api::LoginRequest,
+    responses(
+        (status = 201, description = "Signed in; sets the session cookie", body = shared_proto::library_api::UserEnvelope),
+        (status = 401, description = "Wrong username or password", body = shared_proto::ErrorBody),
+        (status = 403, description = "Cross-site request", body = shared_proto::ErrorBody),
+        (status = 429, description = "Too many failed logins (Retry-After)", body = shared_proto::ErrorBody),
+    )
+)]
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -120,6 +144,15 @@ async fn login(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/user/logout",
+    tag = "users",
+    responses(
+        (status = 200, description = "Signed out; the session is ended", body = shared_proto::library_api::MessageBody),
+        (status = 403, description = "Cross-site request", body = shared_proto::ErrorBody),
+    )
+)]
 async fn logout(state: web::Data<AppState>, session: Session) -> ApiResult<HttpResponse> {
     auth::sign_out(&state.store, &session).await?;
     Ok(HttpResponse::Ok().json(MessageBody {
@@ -127,6 +160,16 @@ async fn logout(state: web::Data<AppState>, session: Session) -> ApiResult<HttpR
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/profile/{username}",
+    tag = "users",
+    params(("username" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "The user", body = shared_proto::library_api::UserEnvelope),
+        (status = 404, description = "No such user", body = shared_proto::ErrorBody),
+    )
+)]
 async fn profile(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let username = path.into_inner();
     let user = state
@@ -139,6 +182,16 @@ async fn profile(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/me",
+    tag = "users",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The signed-in user", body = shared_proto::library_api::UserEnvelope),
+        (status = 401, description = "Signed out", body = shared_proto::ErrorBody),
+    )
+)]
 async fn me(state: web::Data<AppState>, session: Session) -> ApiResult<HttpResponse> {
     let who = auth::require_user(&session)?;
     let user = state
@@ -151,6 +204,16 @@ async fn me(state: web::Data<AppState>, session: Session) -> ApiResult<HttpRespo
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/token",
+    tag = "users",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "A token for the comments gateway's /ws?token=", body = shared_proto::library_api::TokenResponse),
+        (status = 401, description = "Signed out, or the account no longer exists", body = shared_proto::ErrorBody),
+    )
+)]
 async fn token(state: web::Data<AppState>, session: Session) -> ApiResult<HttpResponse> {
     let who = auth::require_user(&session)?;
     let user = state

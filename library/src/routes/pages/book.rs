@@ -40,6 +40,15 @@ fn book_id(raw: &str) -> Result<u64, PageError> {
 
 const LOGIN: &str = "/view/user/login";
 
+#[utoipa::path(
+    get,
+    path = "/view/book",
+    tag = "pages",
+    summary = "All books",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+    )
+)]
 async fn list(state: web::Data<AppState>, session: Session) -> Page {
     let base = PageBase::new(&session);
     let books = state.books_with_views().await?;
@@ -47,6 +56,17 @@ async fn list(state: web::Data<AppState>, session: Session) -> Page {
     Ok(templates::page(StatusCode::OK, "books.html", &ctx))
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/book/{id}",
+    tag = "pages",
+    summary = "A book, its view count and its comments",
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 404, description = "HTML 404 page", content_type = "text/html", body = String),
+    )
+)]
 async fn show(state: web::Data<AppState>, session: Session, path: web::Path<String>) -> Page {
     let id = book_id(&path)?;
     let base = PageBase::new(&session);
@@ -105,6 +125,15 @@ fn form_error_status(e: &Error) -> Option<StatusCode> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/book/create",
+    tag = "pages",
+    summary = "The form to add a book",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+    )
+)]
 async fn create_form(session: Session) -> Page {
     // Signed out, the form still shows (with its submit disabled and a sign-in notice).
     let base = PageBase::new(&session);
@@ -119,6 +148,17 @@ async fn create_form(session: Session) -> Page {
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/view/book/create",
+    tag = "pages",
+    summary = "Add a book (multipart form with cover and book file, csrf_token)",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 303, description = "Redirect (after the action, or to sign in)"),
+        (status = 403, description = "Wrong CSRF token, or a cross-site request", content_type = "text/html", body = String),
+    )
+)]
 async fn create(
     req: HttpRequest,
     payload: web::Payload,
@@ -184,6 +224,17 @@ fn form_failure(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/book/update/{id}",
+    tag = "pages",
+    summary = "The form to change a book",
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 404, description = "HTML 404 page", content_type = "text/html", body = String),
+    )
+)]
 async fn update_form(
     state: web::Data<AppState>,
     session: Session,
@@ -208,6 +259,19 @@ async fn update_form(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/view/book/update/{id}",
+    tag = "pages",
+    summary = "Change a book (multipart form; files sent replace the old ones)",
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 303, description = "Redirect (after the action, or to sign in)"),
+        (status = 403, description = "Wrong CSRF token, or a cross-site request", content_type = "text/html", body = String),
+        (status = 404, description = "HTML 404 page", content_type = "text/html", body = String),
+    )
+)]
 async fn update(
     req: HttpRequest,
     payload: web::Payload,
@@ -251,6 +315,19 @@ pub struct CsrfForm {
     pub csrf_token: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/view/book/delete/{id}",
+    tag = "pages",
+    summary = "Delete a book, then redirect to /view/book",
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 303, description = "Redirect (after the action, or to sign in)"),
+        (status = 403, description = "Wrong CSRF token, or a cross-site request", content_type = "text/html", body = String),
+        (status = 404, description = "HTML 404 page", content_type = "text/html", body = String),
+    )
+)]
 async fn delete(
     state: web::Data<AppState>,
     session: Session,
@@ -266,11 +343,33 @@ async fn delete(
     Ok(see_other("/view/book"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/book/{id}/download",
+    tag = "pages",
+    summary = "The book file under its original file name",
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "The file (Content-Disposition: attachment)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "HTML 404 page", content_type = "text/html", body = String),
+    )
+)]
 async fn download(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Page {
     let id = book_id(&path)?;
     Ok(state.download(&req, id).await?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/book/{id}/cover",
+    tag = "pages",
+    summary = "The cover image",
+    params(("id" = String, Path, description = "Book id")),
+    responses(
+        (status = 200, description = "The image", content_type = "image/*", body = Vec<u8>),
+        (status = 404, description = "HTML 404 page", content_type = "text/html", body = String),
+    )
+)]
 async fn cover(req: HttpRequest, state: web::Data<AppState>, path: web::Path<String>) -> Page {
     let id = book_id(&path)?;
     Ok(state.cover(&req, id).await?)

@@ -18,12 +18,28 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .service(resource("/view/").route(web::get().to(index)));
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    summary = "Redirect to /view",
+    responses((status = 302, description = "Redirect to /view"))
+)]
 async fn root() -> HttpResponse {
     HttpResponse::Found()
         .insert_header((LOCATION, "/view"))
         .finish()
 }
 
+#[utoipa::path(
+    get,
+    path = "/view",
+    tag = "pages",
+    summary = "The catalogue and the library-wide comments (room index)",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+    )
+)]
 async fn index(state: web::Data<AppState>, session: Session) -> Page {
     let base = PageBase::new(&session);
     let (books, comments, presence) = tokio::join!(

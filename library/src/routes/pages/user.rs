@@ -57,12 +57,33 @@ pub struct SignupForm {
     csrf_token: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/user/login",
+    tag = "pages",
+    summary = "The sign-in form",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+    )
+)]
 async fn login_form(session: Session) -> Page {
     let base = PageBase::with_form(&session);
     let ctx = base.context("Sign in", json!({ "username": "", "error": null }));
     Ok(templates::page(StatusCode::OK, "login.html", &ctx))
 }
 
+#[utoipa::path(
+    post,
+    path = "/view/user/login",
+    tag = "pages",
+    summary = "Sign in (form: username, password, csrf_token)",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 303, description = "Redirect (after the action, or to sign in)"),
+        (status = 403, description = "Wrong CSRF token, or a cross-site request", content_type = "text/html", body = String),
+        (status = 429, description = "Too many attempts (Retry-After)", content_type = "text/html", body = String),
+    )
+)]
 async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -109,12 +130,33 @@ fn login_again(session: &Session, username: &str, error: &Error) -> HttpResponse
     error.with_retry_after(templates::page(error.status_code(), "login.html", &ctx))
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/user/signup",
+    tag = "pages",
+    summary = "The sign-up form",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+    )
+)]
 async fn signup_form(session: Session) -> Page {
     let base = PageBase::with_form(&session);
     let ctx = base.context("Sign up", json!({ "form": {}, "error": null }));
     Ok(templates::page(StatusCode::OK, "signup.html", &ctx))
 }
 
+#[utoipa::path(
+    post,
+    path = "/view/user/signup",
+    tag = "pages",
+    summary = "Sign up (form: username, fullname, email, password, csrf_token)",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 303, description = "Redirect (after the action, or to sign in)"),
+        (status = 403, description = "Wrong CSRF token, or a cross-site request", content_type = "text/html", body = String),
+        (status = 429, description = "Too many attempts (Retry-After)", content_type = "text/html", body = String),
+    )
+)]
 async fn signup(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -170,6 +212,16 @@ async fn signup(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/user/me",
+    tag = "pages",
+    summary = "The signed-in user's page",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 303, description = "Redirect (after the action, or to sign in)"),
+    )
+)]
 async fn me(state: web::Data<AppState>, session: Session) -> Page {
     let Some(who) = auth::current_user(&session) else {
         return Ok(see_other("/view/user/login"));
@@ -186,6 +238,17 @@ async fn me(state: web::Data<AppState>, session: Session) -> Page {
     Ok(templates::page(StatusCode::OK, "profile.html", &ctx))
 }
 
+#[utoipa::path(
+    get,
+    path = "/view/user/profile/{username}",
+    tag = "pages",
+    summary = "A user's profile",
+    params(("username" = String, Path, description = "Username")),
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 404, description = "HTML 404 page", content_type = "text/html", body = String),
+    )
+)]
 async fn profile(state: web::Data<AppState>, session: Session, path: web::Path<String>) -> Page {
     let username = path.into_inner();
     let user = state
@@ -205,6 +268,17 @@ async fn profile(state: web::Data<AppState>, session: Session, path: web::Path<S
     Ok(templates::page(StatusCode::OK, "profile.html", &ctx))
 }
 
+#[utoipa::path(
+    post,
+    path = "/view/user/logout",
+    tag = "pages",
+    summary = "Sign out (form: csrf_token)",
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html", body = String),
+        (status = 303, description = "Redirect (after the action, or to sign in)"),
+        (status = 403, description = "Wrong CSRF token, or a cross-site request", content_type = "text/html", body = String),
+    )
+)]
 async fn logout(
     state: web::Data<AppState>,
     session: Session,
