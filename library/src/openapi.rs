@@ -81,6 +81,7 @@ impl Modify for SessionCookie {
 /// `POST`/`PUT /api/v1/book` as `multipart/form-data` (what the book form sends).
 #[derive(ToSchema)]
 #[schema(as = BookForm)]
+#[schema(rename_all = "camelCase")]
 #[allow(dead_code)] // a schema only: the handler reads the parts as they stream in
 pub struct BookForm {
     /// Title (required on create).
@@ -93,12 +94,10 @@ pub struct BookForm {
     favorite: Option<i64>,
     /// Cover image; on update, sent only to replace the old one.
     #[schema(value_type = Option<String>, format = Binary)]
-    #[allow(non_snake_case)]
-    fileCover: Option<Vec<u8>>,
+    file_cover: Option<Vec<u8>>,
     /// Book file, kept under its original name for downloads; on update, sent only to replace it.
     #[schema(value_type = Option<String>, format = Binary)]
-    #[allow(non_snake_case)]
-    fileBook: Option<Vec<u8>>,
+    file_book: Option<Vec<u8>>,
 }
 
 /// `POST`/`PUT /api/v1/book` as JSON: the same fields without files.

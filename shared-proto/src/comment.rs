@@ -48,6 +48,7 @@ pub struct Comment {
     pub edited_at: Option<String>,
     /// Reaction counts, only those above 0.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, u32>))]
     pub reactions: Reactions,
 }
 

@@ -44,6 +44,7 @@ const LOGIN: &str = "/view/user/login";
     get,
     path = "/view/book",
     tag = "pages",
+    operation_id = "page_list",
     summary = "All books",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
@@ -60,6 +61,7 @@ async fn list(state: web::Data<AppState>, session: Session) -> Page {
     get,
     path = "/view/book/{id}",
     tag = "pages",
+    operation_id = "page_show",
     summary = "A book, its view count and its comments",
     params(("id" = String, Path, description = "Book id")),
     responses(
@@ -129,6 +131,7 @@ fn form_error_status(e: &Error) -> Option<StatusCode> {
     get,
     path = "/view/book/create",
     tag = "pages",
+    operation_id = "page_create_form",
     summary = "The form to add a book",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
@@ -152,6 +155,7 @@ async fn create_form(session: Session) -> Page {
     post,
     path = "/view/book/create",
     tag = "pages",
+    operation_id = "page_create",
     summary = "Add a book (multipart form with cover and book file, csrf_token)",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
@@ -228,6 +232,7 @@ fn form_failure(
     get,
     path = "/view/book/update/{id}",
     tag = "pages",
+    operation_id = "page_update_form",
     summary = "The form to change a book",
     params(("id" = String, Path, description = "Book id")),
     responses(
@@ -263,6 +268,7 @@ async fn update_form(
     post,
     path = "/view/book/update/{id}",
     tag = "pages",
+    operation_id = "page_update",
     summary = "Change a book (multipart form; files sent replace the old ones)",
     params(("id" = String, Path, description = "Book id")),
     responses(
@@ -319,6 +325,7 @@ pub struct CsrfForm {
     post,
     path = "/view/book/delete/{id}",
     tag = "pages",
+    operation_id = "page_delete",
     summary = "Delete a book, then redirect to /view/book",
     params(("id" = String, Path, description = "Book id")),
     responses(
@@ -347,6 +354,7 @@ async fn delete(
     get,
     path = "/view/book/{id}/download",
     tag = "pages",
+    operation_id = "page_download",
     summary = "The book file under its original file name",
     params(("id" = String, Path, description = "Book id")),
     responses(
@@ -363,6 +371,7 @@ async fn download(req: HttpRequest, state: web::Data<AppState>, path: web::Path<
     get,
     path = "/view/book/{id}/cover",
     tag = "pages",
+    operation_id = "page_cover",
     summary = "The cover image",
     params(("id" = String, Path, description = "Book id")),
     responses(

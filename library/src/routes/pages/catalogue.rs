@@ -22,6 +22,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     get,
     path = "/",
     tag = "pages",
+    operation_id = "page_root",
     summary = "Redirect to /view",
     responses((status = 302, description = "Redirect to /view"))
 )]
@@ -35,6 +36,7 @@ async fn root() -> HttpResponse {
     get,
     path = "/view",
     tag = "pages",
+    operation_id = "page_index",
     summary = "The catalogue and the library-wide comments (room index)",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),

@@ -61,6 +61,7 @@ pub struct SignupForm {
     get,
     path = "/view/user/login",
     tag = "pages",
+    operation_id = "page_login_form",
     summary = "The sign-in form",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
@@ -76,6 +77,7 @@ async fn login_form(session: Session) -> Page {
     post,
     path = "/view/user/login",
     tag = "pages",
+    operation_id = "page_login",
     summary = "Sign in (form: username, password, csrf_token)",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
@@ -134,6 +136,7 @@ fn login_again(session: &Session, username: &str, error: &Error) -> HttpResponse
     get,
     path = "/view/user/signup",
     tag = "pages",
+    operation_id = "page_signup_form",
     summary = "The sign-up form",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
@@ -149,6 +152,7 @@ async fn signup_form(session: Session) -> Page {
     post,
     path = "/view/user/signup",
     tag = "pages",
+    operation_id = "page_signup",
     summary = "Sign up (form: username, fullname, email, password, csrf_token)",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
@@ -216,6 +220,7 @@ async fn signup(
     get,
     path = "/view/user/me",
     tag = "pages",
+    operation_id = "page_me",
     summary = "The signed-in user's page",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
@@ -242,6 +247,7 @@ async fn me(state: web::Data<AppState>, session: Session) -> Page {
     get,
     path = "/view/user/profile/{username}",
     tag = "pages",
+    operation_id = "page_profile",
     summary = "A user's profile",
     params(("username" = String, Path, description = "Username")),
     responses(
@@ -272,6 +278,7 @@ async fn profile(state: web::Data<AppState>, session: Session, path: web::Path<S
     post,
     path = "/view/user/logout",
     tag = "pages",
+    operation_id = "page_logout",
     summary = "Sign out (form: csrf_token)",
     responses(
         (status = 200, description = "HTML page", content_type = "text/html", body = String),
