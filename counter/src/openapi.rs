@@ -29,7 +29,8 @@ use utoipa::OpenApi;
 )]
 pub struct ApiDoc;
 
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| service_kit::openapi::render(&ApiDoc::openapi()));
+static DOCUMENT: LazyLock<String> =
+    LazyLock::new(|| service_kit::openapi::render(&ApiDoc::openapi()));
 
 /// `GET /openapi.json`.
 #[utoipa::path(

@@ -63,7 +63,9 @@ pub fn structural_problems(doc: &Value) -> Vec<String> {
                 .collect();
             for name in template_params(path) {
                 if !declared.contains(name.as_str()) {
-                    problems.push(format!("{method} {path}: path parameter {{{name}}} is not declared"));
+                    problems.push(format!(
+                        "{method} {path}: path parameter {{{name}}} is not declared"
+                    ));
                 }
             }
             if op
@@ -125,7 +127,10 @@ fn venv_python() -> PathBuf {
 pub fn validate_with_openapi_spec_validator(doc: &Value) -> Validation {
     let python = venv_python();
     if !python.is_file() {
-        return Validation::Unavailable(format!("{} is missing (scripts/test-deps.sh)", python.display()));
+        return Validation::Unavailable(format!(
+            "{} is missing (scripts/test-deps.sh)",
+            python.display()
+        ));
     }
     let dir = match tempfile::tempdir() {
         Ok(dir) => dir,
@@ -141,13 +146,20 @@ pub fn validate_with_openapi_spec_validator(doc: &Value) -> Validation {
                   errors = [str(e.message) + ' at ' + '/'.join(map(str, e.absolute_path)) \
                   for e in OpenAPIV31SpecValidator(json.load(open(sys.argv[1]))).iter_errors()]\n\
                   print('\\n'.join(errors)); sys.exit(1 if errors else 0)\n";
-    match Command::new(&python).arg("-c").arg(script).arg(&file).output() {
+    match Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .output()
+    {
         Ok(out) => {
             let text = String::from_utf8_lossy(&out.stdout).into_owned()
                 + &String::from_utf8_lossy(&out.stderr);
             match out.status.code() {
                 Some(0) => Validation::Valid,
-                Some(3) => Validation::Unavailable(format!("openapi-spec-validator: {}", text.trim())),
+                Some(3) => {
+                    Validation::Unavailable(format!("openapi-spec-validator: {}", text.trim()))
+                }
                 _ => Validation::Invalid(text),
             }
         }
@@ -159,7 +171,11 @@ pub fn validate_with_openapi_spec_validator(doc: &Value) -> Validation {
 /// warns elsewhere.
 pub fn assert_valid_openapi_31(doc: &Value) {
     let problems = structural_problems(doc);
-    assert!(problems.is_empty(), "OpenAPI document problems:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "OpenAPI document problems:\n{}",
+        problems.join("\n")
+    );
     match validate_with_openapi_spec_validator(doc) {
         Validation::Valid => {}
         Validation::Invalid(why) => panic!("not a valid OpenAPI 3.1 document:\n{why}"),
@@ -195,7 +211,9 @@ pub fn source_paths(crate_dir: &Path, scopes: &[(&str, &str)]) -> BTreeSet<Strin
     rust_files(&src, &mut files);
     let mut paths = BTreeSet::new();
     for file in files {
-        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
         let relative = file.strip_prefix(&src).unwrap_or(&file);
         let prefix = scopes
             .iter()
@@ -270,7 +288,9 @@ pub async fn routed_operations(
     for path in paths {
         let url = format!("{base}{}", concrete(path, samples));
         for method in METHODS {
-            let Ok(m) = reqwest::Method::from_bytes(method.as_bytes()) else { continue };
+            let Ok(m) = reqwest::Method::from_bytes(method.as_bytes()) else {
+                continue;
+            };
             let response = client
                 .request(m, &url)
                 .send()
@@ -297,9 +317,16 @@ pub async fn assert_routes_documented(
     excluded: &[(&str, &str)],
 ) {
     let mut paths = source_paths(crate_dir, scopes);
-    assert!(!paths.is_empty(), "no resource(\"...\") found under {}", crate_dir.display());
+    assert!(
+        !paths.is_empty(),
+        "no resource(\"...\") found under {}",
+        crate_dir.display()
+    );
     for (path, _reason) in excluded {
-        assert!(paths.remove(*path), "excluded path {path} is not registered any more");
+        assert!(
+            paths.remove(*path),
+            "excluded path {path} is not registered any more"
+        );
     }
     let documented = documented(doc);
     let documented_paths: BTreeSet<String> = documented.iter().map(|(p, _)| p.clone()).collect();
@@ -349,8 +376,14 @@ mod tests {
 
     #[test]
     fn templates() {
-        assert_eq!(template_params("/rooms/{room}/comments/{id}"), ["room", "id"]);
-        assert_eq!(concrete("/rooms/{room}/x/{id}", &[("room", "index")]), "/rooms/index/x/1");
+        assert_eq!(
+            template_params("/rooms/{room}/comments/{id}"),
+            ["room", "id"]
+        );
+        assert_eq!(
+            concrete("/rooms/{room}/x/{id}", &[("room", "index")]),
+            "/rooms/index/x/1"
+        );
     }
 
     #[test]

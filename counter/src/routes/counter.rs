@@ -7,8 +7,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use prometheus::IntCounter;
 use serde::Deserialize;
 use service_kit::http_errors::method_not_allowed;
-use shared_proto::{BookId, ErrorBody};
 use shared_proto::counter::{CountResponse, CountsResponse, parse_id_list};
+use shared_proto::{BookId, ErrorBody};
 
 use crate::error::CounterError;
 use crate::store::{CounterStore, StoreError};

@@ -9,8 +9,14 @@ use crate::helpers::{Backend, spawn_app};
 
 /// Source paths that are not routes of their own.
 const EXCLUDED: &[(&str, &str)] = &[
-    ("/counter/", "an empty bookId: answers 400 bad_request to any method"),
-    ("/counter//incr", "an empty bookId: answers 400 bad_request to any method"),
+    (
+        "/counter/",
+        "an empty bookId: answers 400 bad_request to any method",
+    ),
+    (
+        "/counter//incr",
+        "an empty bookId: answers 400 bad_request to any method",
+    ),
 ];
 
 #[tokio::test]
@@ -23,11 +29,14 @@ async fn openapi_json_is_a_valid_openapi_31_document() {
     assert_eq!(status, 200, "{served}");
     let generated: Value =
         serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
-    assert_eq!(served, generated, "the served document is the generated one");
+    assert_eq!(
+        served, generated,
+        "the served document is the generated one"
+    );
     test_harness::openapi::assert_valid_openapi_31(&served);
     assert_eq!(
-        served["paths"]["/counter/{bookId}/incr"]["post"]["responses"]["200"]["content"]
-            ["application/json"]["schema"]["$ref"],
+        served["paths"]["/counter/{bookId}/incr"]["post"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
         "#/components/schemas/CountResponse"
     );
     app.stop().await;

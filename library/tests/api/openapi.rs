@@ -23,7 +23,10 @@ async fn openapi_json_is_a_valid_openapi_31_document() {
     let served: Value = res.json().await.expect("JSON");
     let generated: Value =
         serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
-    assert_eq!(served, generated, "the served document is the generated one");
+    assert_eq!(
+        served, generated,
+        "the served document is the generated one"
+    );
     test_harness::openapi::assert_valid_openapi_31(&served);
     let book = &served["components"]["schemas"]["Book"]["properties"];
     for field in ["id", "title", "fileNameCover", "fileOriginalBook", "views"] {
