@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod openapi;
 pub mod sequencer;
 pub mod settings;
 pub mod startup;

@@ -340,10 +340,11 @@ async function scenario(stack, browser, contexts, pages, mode) {
     assert.equal(await p.evaluate(() => document.querySelector('#comments .comment-error')?.textContent || ''), '');
   });
 
-  // TODO(ui): drop this gate once the gateway's discussions (v3) are on main.
-  const v3 = mode === 'mock' || (await fetch(`${stack.gatewayUrl}/rooms/1/presence`).then((r) => r.status === 200, () => false));
+  // The discussion steps run against the mock gateway; against the real services only with
+  // E2E_V3=1 until they have been run green there (they never were in the session that added them).
+  const v3 = mode === 'mock' || process.env.E2E_V3 === '1';
   if (v3) await discussion({ browser, contexts, pages, base, tag, userA, userB, ctxA, ctxB, ctxAnon, bookUrl, mode });
-  else console.log('# SKIP discussions (v3): the gateway does not answer GET /rooms/1/presence yet');
+  else console.log('# SKIP discussions (v3) against the real services: set E2E_V3=1 to run them');
 
   for (const [name, p] of Object.entries(pages)) {
     assert.deepEqual(p.__errors || [], [], `no script errors in ${name}`);

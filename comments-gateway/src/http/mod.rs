@@ -9,6 +9,8 @@ use shared_proto::ws::page_limit;
 use shared_proto::{CommentId, CommentText, CommentTextError, RoomId};
 use subtle::ConstantTimeEq;
 
+use shared_proto::ErrorBody;
+
 use crate::error::GatewayError;
 use crate::state::AppState;
 use crate::store::Slice;
@@ -24,17 +26,25 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             .default_service(not_allowed()),
     )
     .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(crate::openapi::openapi_json))
+            .default_service(not_allowed()),
+    )
+    .service(
         web::resource("/rooms/{room}/comments")
+            .wrap(public_read())
             .route(web::get().to(room_comments))
             .default_service(not_allowed()),
     )
     .service(
         web::resource("/rooms/{room}/comments/{id}")
+            .wrap(public_read())
             .route(web::get().to(room_comment))
             .default_service(not_allowed()),
     )
     .service(
         web::resource("/rooms/{room}/presence")
+            .wrap(public_read())
             .route(web::get().to(room_presence))
             .default_service(not_allowed()),
     )
@@ -60,6 +70,12 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Room reads are public and carry no credentials: any page may read them from the browser
+/// (the comments UI quotes a parent that is not on its page).
+fn public_read() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new().add((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+}
+
 /// `?before=SEQ&limit=N`.
 #[derive(Debug, Deserialize)]
 pub struct RoomQuery {
@@ -68,7 +84,22 @@ pub struct RoomQuery {
 }
 
 /// `GET /rooms/{room}/comments`.
-async fn room_comments(
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/comments",
+    tag = "comments",
+    params(
+        ("room" = String, Path, description = "`index` or a book id, `^[A-Za-z0-9_-]{1,64}$`"),
+        ("before" = Option<u64>, Query, description = "Only comments with a seq below this"),
+        ("limit" = Option<u32>, Query, description = "1..200, default 50"),
+    ),
+    responses(
+        (status = 200, description = "The newest `limit` comments (below `before`), oldest first", body = crate::openapi::RoomComments),
+        (status = 400, description = "Invalid room, before or limit", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    )
+)]
+pub(crate) async fn room_comments(
     path: web::Path<String>,
     query: web::Query<RoomQuery>,
     state: web::Data<AppState>,
@@ -85,7 +116,22 @@ async fn room_comments(
 }
 
 /// `GET /rooms/{room}/comments/{id}` → `{"comment"}`; 404 when unknown or deleted.
-async fn room_comment(
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/comments/{id}",
+    tag = "comments",
+    params(
+        ("room" = String, Path, description = "`index` or a book id"),
+        ("id" = String, Path, description = "The comment's id"),
+    ),
+    responses(
+        (status = 200, description = "The comment", body = crate::openapi::OneComment),
+        (status = 400, description = "Invalid room or id", body = ErrorBody),
+        (status = 404, description = "Unknown or deleted", body = ErrorBody),
+        (status = 503, description = "The store does not answer", body = ErrorBody),
+    )
+)]
+pub(crate) async fn room_comment(
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
@@ -101,7 +147,17 @@ async fn room_comment(
 }
 
 /// `GET /rooms/{room}/presence` → `{"readers", "users"}` over all instances.
-async fn room_presence(
+#[utoipa::path(
+    get,
+    path = "/rooms/{room}/presence",
+    tag = "comments",
+    params(("room" = String, Path, description = "`index` or a book id")),
+    responses(
+        (status = 200, description = "Distinct readers of the room on all instances", body = crate::openapi::Presence),
+        (status = 400, description = "Invalid room", body = ErrorBody),
+    )
+)]
+pub(crate) async fn room_presence(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, GatewayError> {
@@ -126,7 +182,20 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
 }
 
 /// `POST /admin/notice` with `Authorization: Bearer $ADMIN_TOKEN`.
-async fn admin_notice(
+#[utoipa::path(
+    post,
+    path = "/admin/notice",
+    tag = "admin",
+    request_body = crate::openapi::NoticeRequest,
+    security(("admin" = [])),
+    responses(
+        (status = 202, description = "Sent to every matching connection on every instance"),
+        (status = 400, description = "Malformed body or empty text", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token (or the admin API is off)", body = ErrorBody),
+        (status = 413, description = "Text over 2000 characters", body = ErrorBody),
+    )
+)]
+pub(crate) async fn admin_notice(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
@@ -159,7 +228,16 @@ async fn admin_notice(
 }
 
 /// `GET /readyz`: 503 naming `redis` and/or `mongo` while they do not answer.
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Redis and MongoDB (or the embedded stores) answer"),
+        (status = 503, description = "`{\"status\": \"unavailable\", \"failing\": [...]}`"),
+    )
+)]
+pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut failing = Vec::new();
     if state.bus.is_external() && !state.bus.is_up() {
         failing.push("redis");

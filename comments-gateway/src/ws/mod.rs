@@ -57,6 +57,20 @@ pub fn admit(state: &AppState, head: &RequestHead) -> Result<Admitted, GatewayEr
 
 /// `GET /ws` that is no upgrade (upgrades never reach actix-web: the transport takes them):
 /// the same checks, then 400.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "comments",
+    params(("token" = Option<String>, Query, description = "The library's /api/v1/user/token value; none: anonymous (read only)")),
+    responses(
+        (status = 101, description = "WebSocket upgrade: the protocol is in docs/protocol.md"),
+        (status = 400, description = "Not a WebSocket upgrade"),
+        (status = 401, description = "Bad or expired token"),
+        (status = 403, description = "Origin not in ALLOWED_ORIGINS"),
+        (status = 429, description = "Over MAX_CONNS_PER_IP connections from this address"),
+        (status = 503, description = "Shutting down"),
+    )
+)]
 pub async fn ws_entry(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -10,5 +10,6 @@ mod guards;
 mod helpers;
 mod holes;
 mod http;
+mod openapi;
 mod procs;
 mod protocol;
