@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use service_kit::client_addr::TrustedProxies;
+use service_kit::redis_target::RedisTarget;
 use service_kit::secrets::{AppEnv, check_secret};
 use service_kit::telemetry::LogFormat;
 
@@ -18,8 +19,11 @@ pub struct Settings {
     pub host: String,
     /// HTTP port (0 picks a free one).
     pub port: u16,
-    /// Redis URL; unset means in-process fan-out.
+    /// Redis URL; unset (and no `REDIS_CLUSTER_NODES`) means in-process fan-out.
     pub redis_url: Option<String>,
+    /// Comma-separated seed nodes of a Redis Cluster (`host:port` or `redis://` URLs), instead
+    /// of `REDIS_URL`.
+    pub redis_cluster_nodes: Option<String>,
     /// MongoDB URL (database in the path, default `library`); unset means the embedded store.
     pub mongo_url: Option<String>,
     /// Root of embedded storage; the gateway keeps its data in `DATA_DIR/comments-gateway`.
@@ -66,6 +70,7 @@ impl Default for Settings {
             host: "0.0.0.0".into(),
             port: 3003,
             redis_url: None,
+            redis_cluster_nodes: None,
             mongo_url: None,
             data_dir: ".data".into(),
             demo_dir: "data/demo".into(),
@@ -101,6 +106,7 @@ impl Settings {
             v.filter(|s| !s.trim().is_empty())
         }
         self.redis_url = clean(self.redis_url);
+        self.redis_cluster_nodes = clean(self.redis_cluster_nodes);
         self.mongo_url = clean(self.mongo_url);
         self.instance_id = clean(self.instance_id);
         self.allowed_origins = clean(self.allowed_origins);
@@ -148,15 +154,24 @@ impl Settings {
         (!list.is_empty()).then_some(list)
     }
 
+    /// The Redis the bus runs on (`REDIS_URL` or `REDIS_CLUSTER_NODES`, never both).
+    pub fn redis_target(&self) -> anyhow::Result<Option<RedisTarget>> {
+        Ok(RedisTarget::from_settings(
+            self.redis_url.as_deref(),
+            self.redis_cluster_nodes.as_deref(),
+        )?)
+    }
+
     /// What the first log line says about storage and fan-out.
     pub fn describe_backends(&self) -> String {
         let store = match &self.mongo_url {
             Some(url) => format!("mongo {}", redact(url)),
             None => format!("embedded store under {}/comments-gateway", self.data_dir),
         };
-        let bus = match &self.redis_url {
-            Some(url) => format!("redis {}", redact(url)),
-            None => "embedded in-process fan-out".to_owned(),
+        let bus = match self.redis_target() {
+            Ok(Some(target)) => target.describe(),
+            Ok(None) => "embedded in-process fan-out".to_owned(),
+            Err(e) => e.to_string(),
         };
         format!("{store}; {bus}")
     }
@@ -239,6 +254,29 @@ mod tests {
             ])
         );
         assert_eq!(Settings::default().origins(), None);
+    }
+
+    #[test]
+    fn one_redis_or_a_cluster_not_both() {
+        let both = Settings {
+            redis_url: Some("redis://h:1".into()),
+            redis_cluster_nodes: Some("h:2,h:3".into()),
+            ..Settings::default()
+        };
+        let err = both.redis_target().expect_err("both set");
+        assert!(err.to_string().contains("REDIS_CLUSTER_NODES"), "{err}");
+        let cluster = Settings {
+            redis_cluster_nodes: Some("h:2, redis://:pw@h:3".into()),
+            ..Settings::default()
+        };
+        assert_eq!(
+            cluster.redis_target().expect("cluster"),
+            Some(RedisTarget::Cluster(vec![
+                "redis://h:2".into(),
+                "redis://:pw@h:3".into()
+            ]))
+        );
+        assert!(!cluster.describe_backends().contains("pw"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use actix_web::{App, middleware, web};
 use anyhow::Context;
 use governor::{Quota, RateLimiter};
 use service_kit::metrics::Metrics;
+use service_kit::redis_target::RedisTarget;
 use shared_proto::channels::Channels;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,7 +21,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::access_log::RedactingRootSpan;
 use crate::auth::TokenVerifier;
-use crate::bus::{LocalBus, RedisBus, SharedBus};
+use crate::bus::{ClusterBus, ClusterDriver, LocalBus, RedisBus, RedisDriver, SharedBus};
 use crate::comments::{Comments, PostLimiter};
 use crate::discussion::shared::SharedPresence;
 use crate::discussion::{Discussions, Listener};
@@ -83,10 +84,17 @@ async fn health_loop(
     }
 }
 
+/// The driver of the configured bus, started once the hub (its listener) exists.
+enum BusDriver {
+    Single(RedisDriver),
+    Cluster(ClusterDriver),
+}
+
 impl Application {
     /// Opens the stores, starts the bus and binds the listener (port 0 picks a free one).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let settings = settings.normalised().checked_secrets()?;
+        let redis_target = settings.redis_target()?;
         if settings.app_env.is_development() {
             tracing::warn!("APP_ENV=development: development secrets are accepted");
         }
@@ -126,15 +134,17 @@ impl Application {
             .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
         let background = TaskTracker::new();
         let background_cancel = CancellationToken::new();
-        let (bus, driver): (SharedBus, _) = match &settings.redis_url {
-            Some(url) => {
-                let (bus, driver) = RedisBus::new(
-                    url,
-                    Channels::new(settings.channel_prefix.clone()),
-                    instance.clone(),
-                    gateway_metrics.clone(),
-                )?;
-                (Arc::new(bus), Some(driver))
+        let channels = Channels::new(settings.channel_prefix.clone());
+        let (bus, driver): (SharedBus, Option<BusDriver>) = match redis_target {
+            Some(RedisTarget::Single(url)) => {
+                let (bus, driver) =
+                    RedisBus::new(&url, channels, instance.clone(), gateway_metrics.clone())?;
+                (Arc::new(bus), Some(BusDriver::Single(driver)))
+            }
+            Some(RedisTarget::Cluster(seeds)) => {
+                let (bus, driver) =
+                    ClusterBus::new(&seeds, channels, instance.clone(), gateway_metrics.clone())?;
+                (Arc::new(bus), Some(BusDriver::Cluster(driver)))
             }
             None => (Arc::new(LocalBus), None),
         };
@@ -163,11 +173,15 @@ impl Application {
             Duration::from_secs(settings.edit_window_secs),
         );
         if let Some(driver) = driver {
-            let listener = Listener {
+            let listener = Arc::new(Listener {
                 hub: hub.clone(),
                 discussions: discussions.clone(),
+            });
+            let cancel = background_cancel.clone();
+            match driver {
+                BusDriver::Single(driver) => background.spawn(driver.run(listener, cancel)),
+                BusDriver::Cluster(driver) => background.spawn(driver.run(listener, cancel)),
             };
-            background.spawn(driver.run(Arc::new(listener), background_cancel.clone()));
         }
         background.spawn(discussions.clone().run_presence(background_cancel.clone()));
         let comments = Comments::new(

@@ -1,8 +1,9 @@
 //! Fan-out between instances, behind a small interface: the hub tells the bus which rooms it
 //! follows and publishes events; the bus hands other instances' events to a [`BusListener`].
-//! Implementations: [`LocalBus`] (one instance, no Redis) and [`RedisBus`] (pub/sub on one
-//! Redis). A Redis Cluster implementation (SSUBSCRIBE/SPUBLISH per shard) fits beside them.
+//! Implementations: [`LocalBus`] (one instance, no Redis), [`RedisBus`] (pub/sub on one
+//! Redis) and [`ClusterBus`] (sharded pub/sub on a Redis Cluster).
 
+mod cluster;
 mod redis;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use shared_proto::RoomId;
 use shared_proto::channels::BusEvent;
 use tokio::sync::oneshot;
 
+pub use self::cluster::{ClusterBus, ClusterDriver};
 pub use self::redis::{RedisBus, RedisDriver};
 
 /// Deadline of every Redis command.
@@ -42,6 +44,12 @@ pub trait BusListener: Send + Sync + 'static {
     /// The bus (re)connected: events may have been missed, so every followed room must catch
     /// up from the store.
     fn reconnected(&self);
+    /// Only these rooms' channels were resubscribed (their shard of a Redis Cluster came
+    /// back): they catch up from the store; the other rooms never stopped.
+    fn rooms_reconnected(&self, rooms: &[RoomId]) {
+        let _ = rooms;
+        self.reconnected();
+    }
 }
 
 /// One instance, no Redis: local delivery is all there is.

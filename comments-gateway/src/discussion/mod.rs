@@ -456,4 +456,8 @@ impl BusListener for Listener {
     fn reconnected(&self) {
         self.hub.reconnected();
     }
+
+    fn rooms_reconnected(&self, rooms: &[RoomId]) {
+        self.hub.rooms_reconnected(rooms);
+    }
 }

@@ -328,6 +328,19 @@ impl Hub {
         }
     }
 
+    /// After some rooms' channels were resubscribed (their cluster shard came back): those
+    /// rooms read their comments from where their live stream stands.
+    pub fn resync(&self, rooms: &[RoomId]) {
+        let mut state = self.lock();
+        let State { rooms: entries, .. } = &mut *state;
+        for room in rooms {
+            if let Some(entry) = entries.get_mut(room) {
+                entry.catch_up = true;
+                self.ensure_worker(room, entry);
+            }
+        }
+    }
+
     /// Starts the room's recovery worker unless it runs: one owner of the room's store reads.
     fn ensure_worker(&self, room: &RoomId, entry: &mut Room) {
         if entry.worker {
@@ -509,6 +522,10 @@ impl BusListener for Hub {
 
     fn reconnected(&self) {
         self.resync_all();
+    }
+
+    fn rooms_reconnected(&self, rooms: &[RoomId]) {
+        self.resync(rooms);
     }
 }
 

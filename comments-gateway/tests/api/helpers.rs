@@ -155,16 +155,18 @@ impl TestApp {
 
     /// Polls /readyz until its status is `want`.
     pub async fn wait_ready(&self, want: u16) -> Value {
+        self.wait_ready_within(want, Duration::from_secs(20)).await
+    }
+
+    /// Polls /readyz until its status is `want`, for at most `within`.
+    pub async fn wait_ready_within(&self, want: u16, within: Duration) -> Value {
         let started = std::time::Instant::now();
         loop {
             let (status, body) = self.ready().await;
             if status == want {
                 return body;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "readyz stayed {status}: {body}"
-            );
+            assert!(started.elapsed() < within, "readyz stayed {status}: {body}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -271,6 +273,24 @@ impl Client {
                         continue;
                     }
                     return frame;
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next JSON frame, or None when none arrives within `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(wait, self.ws.next())
+                .await
+                .ok()?
+                .expect("stream open")
+                .expect("no error");
+            match msg {
+                Message::Text(text) => {
+                    return Some(serde_json::from_str(text.as_str()).expect("JSON frame"));
                 }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 other => panic!("expected a text frame, got {other:?}"),

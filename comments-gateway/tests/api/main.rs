@@ -1,6 +1,7 @@
 //! Integration tests of comments-gateway against real redis-server and SecantusDB.
 
 mod chaos;
+mod cluster;
 mod cross_instance;
 mod discussions;
 mod discussions_cross;

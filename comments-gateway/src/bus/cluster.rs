@@ -1,0 +1,709 @@
+//! Redis Cluster fan-out: sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`), one channel per room with
+//! local subscribers, each on the shard that owns the channel's slot.
+//!
+//! The bus runs on redis-rs's cluster connection (RESP3, pushes to a channel): it keeps one
+//! connection per master, routes each `SSUBSCRIBE`/`SPUBLISH` to the master that owns the
+//! channel's slot (one channel per command, so never CROSSSLOT), follows `MOVED`, reconnects a
+//! master that went away and resubscribes its channels there. Every resubscription is answered
+//! with an `ssubscribe` push: for a channel that was already live, that push means its shard
+//! came back, so that room (and only it) catches up from the store while the other shards'
+//! rooms keep delivering live. A room whose subscription failed (its shard is down) is retried
+//! every second and catches up once it is subscribed.
+//!
+//! As in [`super::RedisBus`], the hub's follows and unfollows only edit the wanted set and wake
+//! the driver, which reconciles. Admin notices use a sharded channel too, which every instance
+//! subscribes: a plain `PUBLISH` on a cluster is copied to every node over the cluster bus,
+//! while a sharded channel costs one shard; while that shard is down, notices wait in the
+//! publisher's bounded outbox like any other event. `/readyz` names `redis` while no node
+//! answers `cluster_state:ok` (the whole cluster cannot serve); one shard down with
+//! `cluster-require-full-coverage no` keeps the state ok and the instance ready.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::future::{BoxFuture, join_all};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
+use redis::{ProtocolVersion, PushInfo, PushKind, Value};
+use shared_proto::RoomId;
+use shared_proto::channels::{BusEvent, Channels};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{Bus, BusListener, REDIS_DEADLINE};
+use crate::metrics::GatewayMetrics;
+
+/// Most events kept for republishing; older ones are left to the receivers' store catch-up.
+const OUTBOX_MAX: usize = 10_000;
+/// Deadline of one SPUBLISH.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Wanted {
+    rooms: HashSet<RoomId>,
+    waiters: HashMap<RoomId, Vec<oneshot::Sender<()>>>,
+    /// The driver is connected and will confirm follows.
+    up: bool,
+}
+
+struct Shared {
+    wanted: Mutex<Wanted>,
+    /// Rooms whose channel is subscribed (an `ssubscribe` push for one of them is a
+    /// resubscription after its shard came back).
+    live: Mutex<HashSet<RoomId>>,
+    changed: Notify,
+    publisher: Mutex<Option<ClusterConnection>>,
+    outbox: Mutex<VecDeque<(String, String)>>,
+    channels: Channels,
+    up: AtomicBool,
+    metrics: GatewayMetrics,
+}
+
+impl Shared {
+    fn wanted(&self) -> MutexGuard<'_, Wanted> {
+        self.wanted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn live(&self) -> MutexGuard<'_, HashSet<RoomId>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_up(&self, up: bool, conn: Option<ClusterConnection>) {
+        *self.publisher.lock().unwrap_or_else(|p| p.into_inner()) = conn;
+        self.up.store(up, Ordering::Release);
+        self.metrics.redis_up.set(i64::from(up));
+    }
+
+    fn keep_unsent(&self, channel: String, payload: String) {
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        if outbox.len() >= OUTBOX_MAX {
+            outbox.pop_front();
+        }
+        outbox.push_back((channel, payload));
+    }
+}
+
+/// Handle to the Redis Cluster bus.
+#[derive(Clone)]
+pub struct ClusterBus {
+    shared: Arc<Shared>,
+}
+
+/// The cluster driver task, started once the listener exists.
+pub struct ClusterDriver {
+    client: redis::cluster::ClusterClient,
+    pushes: Option<mpsc::UnboundedReceiver<PushInfo>>,
+    shared: Arc<Shared>,
+    origin: String,
+}
+
+impl ClusterBus {
+    /// A cluster bus on the seed node URLs and its driver (not yet running).
+    pub fn new(
+        seeds: &[String],
+        channels: Channels,
+        origin: String,
+        metrics: GatewayMetrics,
+    ) -> anyhow::Result<(Self, ClusterDriver)> {
+        let (push_tx, pushes) = mpsc::unbounded_channel();
+        let client = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .use_protocol(ProtocolVersion::RESP3)
+            .push_sender(push_tx)
+            .connection_timeout(REDIS_DEADLINE)
+            .response_timeout(REDIS_DEADLINE)
+            .retries(2)
+            .build()
+            .context("parsing REDIS_CLUSTER_NODES")?;
+        metrics.redis_up.set(0);
+        let shared = Arc::new(Shared {
+            wanted: Mutex::new(Wanted::default()),
+            live: Mutex::new(HashSet::new()),
+            changed: Notify::new(),
+            publisher: Mutex::new(None),
+            outbox: Mutex::new(VecDeque::new()),
+            channels,
+            up: AtomicBool::new(false),
+            metrics,
+        });
+        Ok((
+            Self {
+                shared: shared.clone(),
+            },
+            ClusterDriver {
+                client,
+                pushes: Some(pushes),
+                shared,
+                origin,
+            },
+        ))
+    }
+}
+
+impl Bus for ClusterBus {
+    fn follow(&self, room: &RoomId) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut wanted = self.shared.wanted();
+        wanted.rooms.insert(room.clone());
+        if wanted.up {
+            wanted.waiters.entry(room.clone()).or_default().push(tx);
+        } else {
+            let _ = tx.send(());
+        }
+        drop(wanted);
+        self.shared.changed.notify_one();
+        rx
+    }
+
+    fn unfollow(&self, room: &RoomId) {
+        let mut wanted = self.shared.wanted();
+        wanted.rooms.remove(room);
+        wanted.waiters.remove(room);
+        drop(wanted);
+        self.shared.changed.notify_one();
+    }
+
+    fn publish(&self, event: BusEvent) -> BoxFuture<'static, bool> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let channel = match &event {
+                BusEvent::Notice { .. } => shared.channels.notice(),
+                other => match other.room() {
+                    Some(room) => shared.channels.room(room),
+                    None => shared.channels.notice(),
+                },
+            };
+            let Ok(payload) = serde_json::to_string(&event) else {
+                return false;
+            };
+            let conn = shared
+                .publisher
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let sent = match conn {
+                Some(mut conn) => match spublish(&mut conn, &channel, &payload).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, %channel, "spublish failed; will retry");
+                        false
+                    }
+                },
+                None => false,
+            };
+            if !sent {
+                shared.keep_unsent(channel, payload);
+            }
+            sent
+        })
+    }
+
+    fn is_up(&self) -> bool {
+        self.shared.up.load(Ordering::Acquire)
+    }
+
+    fn is_external(&self) -> bool {
+        true
+    }
+}
+
+/// `SPUBLISH` to the master owning the channel's slot (the cluster connection follows MOVED).
+async fn spublish(
+    conn: &mut ClusterConnection,
+    channel: &str,
+    payload: &str,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(
+        PUBLISH_DEADLINE,
+        redis::cmd("SPUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async::<i64>(conn),
+    )
+    .await
+    .context("spublish timed out")??;
+    Ok(())
+}
+
+/// Whether some master answers `cluster_state:ok` (asked all at once, the first answer wins:
+/// one master being down does not make the cluster unable to serve).
+async fn cluster_ok(conn: &mut ClusterConnection) -> bool {
+    let routing = RoutingInfo::MultiNode((
+        MultipleNodeRoutingInfo::AllMasters,
+        Some(ResponsePolicy::OneSucceeded),
+    ));
+    let mut info = redis::cmd("CLUSTER");
+    info.arg("INFO");
+    match tokio::time::timeout(REDIS_DEADLINE, conn.route_command(info, routing)).await {
+        Ok(Ok(value)) => redis::from_redis_value::<String>(value)
+            .is_ok_and(|info| info.contains("cluster_state:ok")),
+        _ => false,
+    }
+}
+
+/// The id of this client's connection on every master (`CLIENT ID` runs on the very connection
+/// that holds the subscriptions); None while some master does not answer.
+async fn master_connection_ids(conn: &mut ClusterConnection) -> Option<HashMap<String, i64>> {
+    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+    let mut id = redis::cmd("CLIENT");
+    id.arg("ID");
+    let reply = tokio::time::timeout(REDIS_DEADLINE, conn.route_command(id, routing))
+        .await
+        .ok()?
+        .ok()?;
+    let Value::Map(entries) = reply else {
+        return None;
+    };
+    let mut ids = HashMap::new();
+    for (address, id) in entries {
+        let address = redis::from_redis_value::<String>(address).ok()?;
+        let Value::Int(id) = id else {
+            return None;
+        };
+        ids.insert(address, id);
+    }
+    Some(ids)
+}
+
+/// The id of this client's connection on the master that owns `channel`'s slot.
+async fn owner_connection_id(mut conn: ClusterConnection, channel: String) -> Option<i64> {
+    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+        channel.as_bytes(),
+        SlotAddr::Master,
+    )));
+    let mut id = redis::cmd("CLIENT");
+    id.arg("ID");
+    match tokio::time::timeout(REDIS_DEADLINE, conn.route_command(id, routing)).await {
+        Ok(Ok(Value::Int(id))) => Some(id),
+        _ => None,
+    }
+}
+
+/// Why the connected loop ended.
+enum Ended {
+    Cancelled,
+    Lost(&'static str),
+}
+
+/// The driver's view of its subscriptions.
+#[derive(Default)]
+struct Subscriptions {
+    /// Rooms whose channel is subscribed.
+    rooms: HashSet<RoomId>,
+    /// Rooms whose follow was confirmed while their shard could not subscribe: they catch up
+    /// once subscribed.
+    missed: HashSet<RoomId>,
+    /// Last seen id of this client's connection on each master: a new id means the master (or
+    /// the connection to it) restarted and its subscriptions are gone.
+    masters: HashMap<String, i64>,
+}
+
+impl ClusterDriver {
+    async fn connect(&self) -> anyhow::Result<ClusterConnection> {
+        let mut conn = tokio::time::timeout(REDIS_DEADLINE * 2, self.client.get_async_connection())
+            .await
+            .context("connect timed out")??;
+        anyhow::ensure!(cluster_ok(&mut conn).await, "the cluster cannot serve");
+        Ok(conn)
+    }
+
+    /// Republishes what could not be sent: each channel's events in order, the channels side
+    /// by side, so the events of a shard that is still down (kept for the next round) hold up
+    /// no other shard's.
+    async fn flush_outbox(&self, conn: &ClusterConnection) {
+        let unsent: Vec<(String, String)> = self
+            .shared
+            .outbox
+            .lock()
+            .map(|mut o| o.drain(..).collect())
+            .unwrap_or_default();
+        if unsent.is_empty() {
+            return;
+        }
+        tracing::info!(
+            count = unsent.len(),
+            "republishing events that could not be sent"
+        );
+        let mut by_channel: Vec<(String, Vec<String>)> = Vec::new();
+        for (channel, payload) in unsent {
+            match by_channel.iter_mut().find(|(c, _)| *c == channel) {
+                Some((_, payloads)) => payloads.push(payload),
+                None => by_channel.push((channel, vec![payload])),
+            }
+        }
+        let kept = join_all(by_channel.into_iter().map(|(channel, payloads)| {
+            let mut conn = conn.clone();
+            async move {
+                let mut rest = payloads.into_iter();
+                while let Some(payload) = rest.next() {
+                    if let Err(e) = spublish(&mut conn, &channel, &payload).await {
+                        tracing::debug!(error = %e, %channel, "republish failed");
+                        let kept: Vec<String> = std::iter::once(payload).chain(rest).collect();
+                        return Some((channel, kept));
+                    }
+                }
+                None
+            }
+        }))
+        .await;
+        for (channel, payloads) in kept.into_iter().flatten() {
+            for payload in payloads {
+                self.shared.keep_unsent(channel.clone(), payload);
+            }
+        }
+    }
+
+    /// Subscribes what is wanted and not subscribed (each channel in its own `SSUBSCRIBE`, all
+    /// at once so a shard that is down delays no other), unsubscribes the rest, confirms the
+    /// follows now in place and those whose shard is down (they catch up once subscribed).
+    async fn reconcile(
+        &self,
+        conn: &ClusterConnection,
+        listener: &dyn BusListener,
+        subs: &mut Subscriptions,
+    ) {
+        let (add, remove): (Vec<RoomId>, Vec<RoomId>) = {
+            let wanted = self.shared.wanted();
+            (
+                wanted.rooms.difference(&subs.rooms).cloned().collect(),
+                subs.rooms.difference(&wanted.rooms).cloned().collect(),
+            )
+        };
+        let channels = &self.shared.channels;
+        let added = join_all(add.into_iter().map(|room| {
+            let mut conn = conn.clone();
+            let channel = channels.room(&room);
+            async move {
+                let done = tokio::time::timeout(REDIS_DEADLINE, conn.ssubscribe(&channel)).await;
+                (room, matches!(done, Ok(Ok(()))))
+            }
+        }))
+        .await;
+        let removed = join_all(remove.into_iter().map(|room| {
+            let mut conn = conn.clone();
+            let channel = channels.room(&room);
+            async move {
+                let done = tokio::time::timeout(REDIS_DEADLINE, conn.sunsubscribe(&channel)).await;
+                (room, matches!(done, Ok(Ok(()))))
+            }
+        }))
+        .await;
+        let mut recovered = Vec::new();
+        let mut failed = Vec::new();
+        for (room, ok) in added {
+            if ok {
+                self.shared.live().insert(room.clone());
+                if subs.missed.remove(&room) {
+                    recovered.push(room.clone());
+                }
+                subs.rooms.insert(room);
+            } else {
+                failed.push(room);
+            }
+        }
+        for (room, ok) in removed {
+            // A failed unsubscribe is retried on the next round.
+            if ok {
+                self.shared.live().remove(&room);
+                subs.rooms.remove(&room);
+                subs.missed.remove(&room);
+            }
+        }
+        let mut wanted = self.shared.wanted();
+        subs.missed.retain(|r| wanted.rooms.contains(r));
+        let confirmed: Vec<RoomId> = wanted
+            .waiters
+            .keys()
+            .filter(|r| subs.rooms.contains(*r))
+            .cloned()
+            .collect();
+        for room in confirmed {
+            for waiter in wanted.waiters.remove(&room).unwrap_or_default() {
+                let _ = waiter.send(());
+            }
+        }
+        for room in failed {
+            if !wanted.rooms.contains(&room) {
+                continue;
+            }
+            tracing::warn!(%room, "subscribing the room's channel failed (its shard is down?); retrying");
+            for waiter in wanted.waiters.remove(&room).unwrap_or_default() {
+                let _ = waiter.send(());
+            }
+            subs.missed.insert(room);
+        }
+        drop(wanted);
+        if !recovered.is_empty() {
+            listener.rooms_reconnected(&recovered);
+        }
+    }
+
+    /// Finds masters whose connection is new since the last look (the master restarted, or the
+    /// connection to it was re-established): its subscriptions are gone, so the rooms it owns
+    /// are subscribed again, one channel per `SSUBSCRIBE` (redis-rs's own resubscription puts a
+    /// node's channels in one command, which fails with CROSSSLOT when they span slots), and
+    /// catch up from the store. Rooms on the other masters are left alone.
+    async fn check_masters(
+        &self,
+        conn: &mut ClusterConnection,
+        listener: &dyn BusListener,
+        subs: &mut Subscriptions,
+    ) {
+        let Some(ids) = master_connection_ids(conn).await else {
+            return;
+        };
+        let renewed: HashSet<i64> = ids
+            .iter()
+            .filter(|(address, id)| subs.masters.get(*address) != Some(*id))
+            .map(|(_, id)| *id)
+            .collect();
+        let first_look = subs.masters.is_empty();
+        subs.masters = ids;
+        if renewed.is_empty() || first_look {
+            return;
+        }
+        let rooms: Vec<RoomId> = subs.rooms.iter().cloned().collect();
+        let channels = &self.shared.channels;
+        let owners = join_all(rooms.into_iter().map(|room| {
+            let channel = channels.room(&room);
+            let conn = conn.clone();
+            async move { (room, owner_connection_id(conn, channel).await) }
+        }))
+        .await;
+        let moved: Vec<RoomId> = owners
+            .into_iter()
+            .filter(|(_, owner)| owner.is_none_or(|id| renewed.contains(&id)))
+            .map(|(room, _)| room)
+            .collect();
+        if moved.is_empty() {
+            return;
+        }
+        tracing::info!(
+            rooms = moved.len(),
+            "a redis cluster master came back; resubscribing its rooms"
+        );
+        // Dropped from the subscribed set, they are subscribed again by the reconcile below
+        // and catch up (as missed) once subscribed.
+        for room in moved {
+            subs.rooms.remove(&room);
+            self.shared.live().remove(&room);
+            subs.missed.insert(room);
+        }
+        self.reconcile(conn, listener, subs).await;
+    }
+
+    fn went_down(&self, subs: &mut Subscriptions) {
+        let mut wanted = self.shared.wanted();
+        wanted.up = false;
+        for (_, waiters) in wanted.waiters.drain() {
+            for waiter in waiters {
+                let _ = waiter.send(());
+            }
+        }
+        drop(wanted);
+        self.shared.live().clear();
+        *subs = Subscriptions::default();
+        self.shared.set_up(false, None);
+    }
+
+    async fn connected(
+        &self,
+        listener: &dyn BusListener,
+        cancel: &CancellationToken,
+        mut conn: ClusterConnection,
+        subs: &mut Subscriptions,
+    ) -> Ended {
+        let notice = self.shared.channels.notice();
+        if !matches!(
+            tokio::time::timeout(REDIS_DEADLINE, conn.ssubscribe(&notice)).await,
+            Ok(Ok(()))
+        ) {
+            return Ended::Lost("notice subscribe failed");
+        }
+        // From here on follows wait for their subscription.
+        self.shared.wanted().up = true;
+        self.reconcile(&conn, listener, subs).await;
+        self.check_masters(&mut conn, listener, subs).await;
+        self.flush_outbox(&conn).await;
+        self.shared.set_up(true, Some(conn.clone()));
+        tracing::info!(rooms = subs.rooms.len(), "connected to the redis cluster");
+        listener.reconnected();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ended::Cancelled,
+                _ = self.shared.changed.notified() => {
+                    self.reconcile(&conn, listener, subs).await;
+                }
+                _ = tick.tick() => {
+                    // PING goes to every master: a master that stopped answering is found
+                    // and reconnected by the cluster connection (its channels resubscribed).
+                    let _ = tokio::time::timeout(
+                        REDIS_DEADLINE,
+                        redis::cmd("PING").query_async::<Value>(&mut conn),
+                    ).await;
+                    if !cluster_ok(&mut conn).await {
+                        return Ended::Lost("the cluster cannot serve");
+                    }
+                    self.check_masters(&mut conn, listener, subs).await;
+                    self.reconcile(&conn, listener, subs).await;
+                    self.flush_outbox(&conn).await;
+                }
+            }
+        }
+    }
+
+    /// Runs until `cancel` fires, delivering other instances' events to `listener`.
+    pub async fn run(mut self, listener: Arc<dyn BusListener>, cancel: CancellationToken) {
+        // The pushes run in their own task, so a shard that is slow to answer a subscription
+        // never holds up live delivery from the others.
+        let pushes = self.pushes.take().map(|pushes| {
+            tokio::spawn(handle_pushes(
+                pushes,
+                self.shared.clone(),
+                listener.clone(),
+                self.origin.clone(),
+            ))
+        });
+        let mut subs = Subscriptions::default();
+        let mut backoff = Duration::from_millis(100);
+        let mut was_up = true;
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            match self.connect().await {
+                Ok(conn) => {
+                    was_up = true;
+                    backoff = Duration::from_millis(100);
+                    match self
+                        .connected(listener.as_ref(), &cancel, conn, &mut subs)
+                        .await
+                    {
+                        Ended::Cancelled => {
+                            self.went_down(&mut subs);
+                            break;
+                        }
+                        Ended::Lost(why) => {
+                            self.went_down(&mut subs);
+                            tracing::warn!(why, "lost the redis cluster; reconnecting");
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.went_down(&mut subs);
+                    if was_up {
+                        tracing::warn!(error = %e, "redis cluster unreachable; retrying");
+                        was_up = false;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = cancel.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        if let Some(task) = pushes {
+            task.abort();
+        }
+    }
+}
+
+/// Hands other instances' events to the listener; an `ssubscribe` push for a channel that was
+/// already live means its shard came back and resubscribed it: that room catches up.
+async fn handle_pushes(
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    shared: Arc<Shared>,
+    listener: Arc<dyn BusListener>,
+    origin: String,
+) {
+    while let Some(push) = pushes.recv().await {
+        match push.kind {
+            PushKind::SMessage | PushKind::Message => {
+                let Some(payload) = push.data.get(1) else {
+                    continue;
+                };
+                let bytes: &[u8] = match payload {
+                    Value::BulkString(b) => b,
+                    Value::SimpleString(s) => s.as_bytes(),
+                    _ => continue,
+                };
+                match serde_json::from_slice::<BusEvent>(bytes) {
+                    Ok(event) if event.origin() != origin => listener.event(event),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed bus event"),
+                }
+            }
+            PushKind::SSubscribe => {
+                let Some(Value::BulkString(channel)) = push.data.first() else {
+                    continue;
+                };
+                let Some(room) = std::str::from_utf8(channel)
+                    .ok()
+                    .and_then(|c| shared.channels.room_of(c))
+                else {
+                    continue;
+                };
+                if shared.live().contains(&room) {
+                    tracing::info!(%room, "room channel resubscribed after its shard came back; catching up");
+                    listener.rooms_reconnected(std::slice::from_ref(&room));
+                }
+            }
+            PushKind::Disconnection => {
+                tracing::warn!("a redis cluster node connection dropped; reconnecting it");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bus() -> ClusterBus {
+        let metrics = GatewayMetrics::new(&prometheus::Registry::new());
+        ClusterBus::new(
+            &["redis://127.0.0.1:1".to_owned()],
+            Channels::default(),
+            "me".into(),
+            metrics,
+        )
+        .expect("valid seeds")
+        .0
+    }
+
+    #[tokio::test]
+    async fn follows_resolve_at_once_while_down_and_leave_no_waiter() {
+        let bus = bus();
+        let room = RoomId::parse("r").expect("room");
+        let confirmed = bus.follow(&room);
+        tokio::time::timeout(Duration::from_secs(1), confirmed)
+            .await
+            .expect("resolves while down")
+            .expect("sent");
+        assert!(bus.shared.wanted().rooms.contains(&room));
+        bus.unfollow(&room);
+        assert!(bus.shared.wanted().rooms.is_empty());
+        assert!(bus.shared.wanted().waiters.is_empty());
+        assert!(!bus.is_up());
+    }
+
+    #[tokio::test]
+    async fn unsent_events_are_kept_boundedly() {
+        let bus = bus();
+        for n in 0..OUTBOX_MAX + 5 {
+            bus.shared.keep_unsent("c".into(), n.to_string());
+        }
+        let outbox = bus.shared.outbox.lock().expect("outbox");
+        assert_eq!(outbox.len(), OUTBOX_MAX);
+        assert_eq!(outbox.front().map(|(_, p)| p.as_str()), Some("5"));
+    }
+}
