@@ -301,6 +301,8 @@ struct Subscriptions {
     /// Last seen id of this client's connection on each master: a new id means the master (or
     /// the connection to it) restarted and its subscriptions are gone.
     masters: HashMap<String, i64>,
+    /// The notice channel is subscribed.
+    notice: bool,
 }
 
 impl ClusterDriver {
@@ -367,6 +369,19 @@ impl ClusterDriver {
         listener: &dyn BusListener,
         subs: &mut Subscriptions,
     ) {
+        if !subs.notice {
+            let mut conn = conn.clone();
+            let notice = self.shared.channels.notice();
+            subs.notice = matches!(
+                tokio::time::timeout(REDIS_DEADLINE, conn.ssubscribe(&notice)).await,
+                Ok(Ok(()))
+            );
+            if !subs.notice {
+                tracing::warn!(
+                    "subscribing the notice channel failed (its shard is down?); retrying"
+                );
+            }
+        }
         let (add, remove): (Vec<RoomId>, Vec<RoomId>) = {
             let wanted = self.shared.wanted();
             (
@@ -467,6 +482,10 @@ impl ClusterDriver {
         if renewed.is_empty() || first_look {
             return;
         }
+        let notice_owner = owner_connection_id(conn.clone(), self.shared.channels.notice()).await;
+        if notice_owner.is_none_or(|id| renewed.contains(&id)) {
+            subs.notice = false;
+        }
         let rooms: Vec<RoomId> = subs.rooms.iter().cloned().collect();
         let channels = &self.shared.channels;
         let owners = join_all(rooms.into_iter().map(|room| {
@@ -518,13 +537,6 @@ impl ClusterDriver {
         mut conn: ClusterConnection,
         subs: &mut Subscriptions,
     ) -> Ended {
-        let notice = self.shared.channels.notice();
-        if !matches!(
-            tokio::time::timeout(REDIS_DEADLINE, conn.ssubscribe(&notice)).await,
-            Ok(Ok(()))
-        ) {
-            return Ended::Lost("notice subscribe failed");
-        }
         // From here on follows wait for their subscription.
         self.shared.wanted().up = true;
         self.reconcile(&conn, listener, subs).await;
@@ -542,8 +554,9 @@ impl ClusterDriver {
                     self.reconcile(&conn, listener, subs).await;
                 }
                 _ = tick.tick() => {
-                    // PING goes to every master: a master that stopped answering is found
-                    // and reconnected by the cluster connection (its channels resubscribed).
+                    // PING goes to every master: a master that stopped answering is found and
+                    // reconnected by the cluster connection; check_masters then resubscribes
+                    // its channels.
                     let _ = tokio::time::timeout(
                         REDIS_DEADLINE,
                         redis::cmd("PING").query_async::<Value>(&mut conn),
