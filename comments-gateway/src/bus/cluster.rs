@@ -1,7 +1,8 @@
 //! Redis Cluster fan-out: sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`), one channel per room with
 //! local subscribers, each on the shard that owns the channel's slot.
 //!
-//! The bus runs on redis-rs's cluster connection (RESP3, pushes to a channel): it keeps one
+//! The bus runs on redis-rs's cluster connection (RESP3, pushes to a channel; publishes on a
+//! second cluster connection that holds no subscriptions): it keeps one
 //! connection per master, routes each `SSUBSCRIBE`/`SPUBLISH` to the master that owns the
 //! channel's slot (one channel per command, so never CROSSSLOT), follows `MOVED`, reconnects a
 //! master that went away and resubscribes its channels there. Every resubscription is answered
@@ -98,6 +99,8 @@ pub struct ClusterBus {
 /// The cluster driver task, started once the listener exists.
 pub struct ClusterDriver {
     client: redis::cluster::ClusterClient,
+    /// Publishes go through connections of their own, which never hold subscriptions.
+    publisher: redis::cluster::ClusterClient,
     pushes: Option<mpsc::UnboundedReceiver<PushInfo>>,
     shared: Arc<Shared>,
     origin: String,
@@ -120,6 +123,12 @@ impl ClusterBus {
             .retries(2)
             .build()
             .context("parsing REDIS_CLUSTER_NODES")?;
+        let publisher = ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+            .connection_timeout(REDIS_DEADLINE)
+            .response_timeout(REDIS_DEADLINE)
+            .retries(2)
+            .build()
+            .context("parsing REDIS_CLUSTER_NODES")?;
         metrics.redis_up.set(0);
         let shared = Arc::new(Shared {
             wanted: Mutex::new(Wanted::default()),
@@ -137,6 +146,7 @@ impl ClusterBus {
             },
             ClusterDriver {
                 client,
+                publisher,
                 pushes: Some(pushes),
                 shared,
                 origin,
@@ -306,12 +316,17 @@ struct Subscriptions {
 }
 
 impl ClusterDriver {
-    async fn connect(&self) -> anyhow::Result<ClusterConnection> {
+    /// The subscriber connection (RESP3, pushes) and the publisher connection.
+    async fn connect(&self) -> anyhow::Result<(ClusterConnection, ClusterConnection)> {
         let mut conn = tokio::time::timeout(REDIS_DEADLINE * 2, self.client.get_async_connection())
             .await
             .context("connect timed out")??;
         anyhow::ensure!(cluster_ok(&mut conn).await, "the cluster cannot serve");
-        Ok(conn)
+        let publisher =
+            tokio::time::timeout(REDIS_DEADLINE * 2, self.publisher.get_async_connection())
+                .await
+                .context("connect timed out")??;
+        Ok((conn, publisher))
     }
 
     /// Republishes what could not be sent: each channel's events in order, the channels side
@@ -534,15 +549,15 @@ impl ClusterDriver {
         &self,
         listener: &dyn BusListener,
         cancel: &CancellationToken,
-        mut conn: ClusterConnection,
+        (mut conn, publisher): (ClusterConnection, ClusterConnection),
         subs: &mut Subscriptions,
     ) -> Ended {
         // From here on follows wait for their subscription.
         self.shared.wanted().up = true;
         self.reconcile(&conn, listener, subs).await;
         self.check_masters(&mut conn, listener, subs).await;
-        self.flush_outbox(&conn).await;
-        self.shared.set_up(true, Some(conn.clone()));
+        self.flush_outbox(&publisher).await;
+        self.shared.set_up(true, Some(publisher.clone()));
         tracing::info!(rooms = subs.rooms.len(), "connected to the redis cluster");
         listener.reconnected();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -566,7 +581,7 @@ impl ClusterDriver {
                     }
                     self.check_masters(&mut conn, listener, subs).await;
                     self.reconcile(&conn, listener, subs).await;
-                    self.flush_outbox(&conn).await;
+                    self.flush_outbox(&publisher).await;
                 }
             }
         }

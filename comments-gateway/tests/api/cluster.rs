@@ -134,7 +134,7 @@ async fn two_instances_on_a_cluster_deliver_once_in_order_on_sharded_channels() 
                     let reply = poster
                         .request(
                             "post",
-                            json!({"room": room, "text": format!("p{i}-{n}"), "clientId": format!("k{n}")}),
+                            json!({"room": room, "text": format!("p{i}-{n}"), "clientId": format!("{room}-k{n}")}),
                         )
                         .await;
                     assert_eq!(reply["type"], "ack", "{reply}");
@@ -198,6 +198,14 @@ async fn a_restarted_master_recovers_its_rooms_while_the_others_stay_live() {
     a.wait_ready_within(200, RECOVERY).await;
     b.wait_ready_within(200, RECOVERY).await;
     let down_room = room_on(&cluster, &backends.prefix, 1, &[]);
+    // A second room on the same master: its channels span two slots, so they must be
+    // resubscribed one by one (one SSUBSCRIBE for both would fail with CROSSSLOT).
+    let down_room_2 = room_on(
+        &cluster,
+        &backends.prefix,
+        1,
+        std::slice::from_ref(&down_room),
+    );
     let live_room = room_on(&cluster, &backends.prefix, 2, &[]);
 
     let mut poster = a.client(Some(&user_token("JD"))).await;
@@ -207,6 +215,9 @@ async fn a_restarted_master_recovers_its_rooms_while_the_others_stay_live() {
     down_reader.subscribe(&down_room).await;
     let mut live_reader = b.client(None).await;
     live_reader.subscribe(&live_room).await;
+    poster.subscribe(&down_room_2).await;
+    let mut down_reader_2 = b.client(None).await;
+    down_reader_2.subscribe(&down_room_2).await;
     poster.post(&down_room, "before").await;
     poster.post(&live_room, "before").await;
     assert_eq!(
@@ -222,6 +233,7 @@ async fn a_restarted_master_recovers_its_rooms_while_the_others_stay_live() {
     // Stored while the room's shard is away: the publishes cannot reach the other instance.
     poster.post(&down_room, "gap-1").await;
     poster.post(&down_room, "gap-2").await;
+    poster.post(&down_room_2, "gap-a").await;
     // The other shards never notice: live delivery, no gap, instances stay ready.
     for n in 0..3 {
         poster.post(&live_room, &format!("live-{n}")).await;
@@ -235,6 +247,8 @@ async fn a_restarted_master_recovers_its_rooms_while_the_others_stay_live() {
     // The room on the restarted master catches up from the store, in order, once each.
     let got = comments(&mut down_reader, 2, RECOVERY).await;
     assert_eq!(texts(&got), ["gap-1", "gap-2"]);
+    let got = comments(&mut down_reader_2, 1, RECOVERY).await;
+    assert_eq!(texts(&got), ["gap-a"]);
     // And it is live again.
     let started = Instant::now();
     loop {
@@ -249,6 +263,12 @@ async fn a_restarted_master_recovers_its_rooms_while_the_others_stay_live() {
         );
     }
     down_reader.silent_for(Duration::from_millis(500)).await;
+    poster.post(&down_room_2, "after-a").await;
+    assert_eq!(
+        texts(&comments(&mut down_reader_2, 1, RECOVERY).await),
+        ["after-a"]
+    );
+    down_reader_2.silent_for(Duration::from_millis(300)).await;
     poster.post(&live_room, "still").await;
     assert_eq!(
         texts(&comments(&mut live_reader, 1, RECOVERY).await),
@@ -274,12 +294,12 @@ async fn readyz_names_redis_while_the_cluster_cannot_serve() {
 #[tokio::test]
 async fn redis_url_and_cluster_nodes_together_are_a_start_up_error() {
     let backends = Backends::mongo_only();
-    let settings = comments_gateway::Settings {
+    let both = comments_gateway::Settings {
         redis_url: Some("redis://127.0.0.1:1".into()),
         redis_cluster_nodes: Some("127.0.0.1:2".into()),
         ..settings(&backends)
     };
-    let err = Application::build(settings)
+    let err = Application::build(both)
         .await
         .err()
         .expect("refused at start-up");
