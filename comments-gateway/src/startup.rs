@@ -87,7 +87,7 @@ async fn health_loop(
 /// The driver of the configured bus, started once the hub (its listener) exists.
 enum BusDriver {
     Single(RedisDriver),
-    Cluster(ClusterDriver),
+    Cluster(Box<ClusterDriver>),
 }
 
 impl Application {
@@ -144,7 +144,7 @@ impl Application {
             Some(RedisTarget::Cluster(seeds)) => {
                 let (bus, driver) =
                     ClusterBus::new(&seeds, channels, instance.clone(), gateway_metrics.clone())?;
-                (Arc::new(bus), Some(BusDriver::Cluster(driver)))
+                (Arc::new(bus), Some(BusDriver::Cluster(Box::new(driver))))
             }
             None => (Arc::new(LocalBus), None),
         };
@@ -180,7 +180,7 @@ impl Application {
             let cancel = background_cancel.clone();
             match driver {
                 BusDriver::Single(driver) => background.spawn(driver.run(listener, cancel)),
-                BusDriver::Cluster(driver) => background.spawn(driver.run(listener, cancel)),
+                BusDriver::Cluster(driver) => background.spawn((*driver).run(listener, cancel)),
             };
         }
         background.spawn(discussions.clone().run_presence(background_cancel.clone()));
