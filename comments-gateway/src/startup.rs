@@ -86,7 +86,7 @@ async fn health_loop(
 
 /// The driver of the configured bus, started once the hub (its listener) exists.
 enum BusDriver {
-    Single(RedisDriver),
+    Single(Box<RedisDriver>),
     Cluster(Box<ClusterDriver>),
 }
 
@@ -135,11 +135,11 @@ impl Application {
         let background = TaskTracker::new();
         let background_cancel = CancellationToken::new();
         let channels = Channels::new(settings.channel_prefix.clone());
-        let (bus, driver): (SharedBus, Option<BusDriver>) = match redis_target {
+        let (bus, driver): (SharedBus, Option<BusDriver>) = match redis_target.clone() {
             Some(RedisTarget::Single(url)) => {
                 let (bus, driver) =
                     RedisBus::new(&url, channels, instance.clone(), gateway_metrics.clone())?;
-                (Arc::new(bus), Some(BusDriver::Single(driver)))
+                (Arc::new(bus), Some(BusDriver::Single(Box::new(driver))))
             }
             Some(RedisTarget::Cluster(seeds)) => {
                 let (bus, driver) =
@@ -155,9 +155,14 @@ impl Application {
             settings.client_queue_max,
             background.clone(),
         );
-        let shared_presence = match &settings.redis_url {
-            Some(url) => Some(SharedPresence::new(
+        let shared_presence = match &redis_target {
+            Some(RedisTarget::Single(url)) => Some(SharedPresence::new(
                 &redis::Client::open(url.as_str()).context("parsing REDIS_URL")?,
+                &settings.channel_prefix,
+                &instance,
+            )?),
+            Some(RedisTarget::Cluster(seeds)) => Some(SharedPresence::on_cluster(
+                seeds,
                 &settings.channel_prefix,
                 &instance,
             )?),
@@ -179,7 +184,7 @@ impl Application {
             });
             let cancel = background_cancel.clone();
             match driver {
-                BusDriver::Single(driver) => background.spawn(driver.run(listener, cancel)),
+                BusDriver::Single(driver) => background.spawn((*driver).run(listener, cancel)),
                 BusDriver::Cluster(driver) => background.spawn((*driver).run(listener, cancel)),
             };
         }

@@ -5,16 +5,19 @@
 //! a free port and stops when it exits. Tests isolate themselves with [`unique_prefix`] and
 //! [`unique_db`]. Fault tests start a [`RedisServer`] or [`MongoServer`] of their own and stop
 //! and restart it at will. Tests on a Redis Cluster start a [`RedisCluster`] of their own
-//! (`RedisCluster::start(3)`, `.seed_nodes()`, `.restart_node(i)`, `.node_ports()`).
+//! (`RedisCluster::start(3)`, `.seed_nodes()`, `.restart_node(i)`, `.node_ports()`). TLS
+//! clients are tested against a [`TlsRedisServer`] (`rediss://`, its own CA file).
 
 mod cluster;
 pub mod openapi;
 mod process;
 mod servers;
+mod tls;
 
 pub use cluster::RedisCluster;
 pub use process::free_port;
 pub use servers::{MongoServer, RedisServer, mongo, mongo_url_with_db, redis};
+pub use tls::TlsRedisServer;
 
 /// A key prefix no other test uses, e.g. `t-1f0c...:`.
 pub fn unique_prefix() -> String {

@@ -318,3 +318,57 @@ async fn redis_url_and_cluster_nodes_together_are_a_start_up_error() {
         .expect("bad seed refused");
     assert!(format!("{err:#}").contains("REDIS_CLUSTER_NODES"));
 }
+
+/// Presence is shared through the cluster as through one Redis: readers on two instances are
+/// counted together in rooms whose keys live on each of the three masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_readers_of_both_instances_on_every_shard() {
+    let cluster = RedisCluster::start(3);
+    let (backends, settings) = cluster_backends(&cluster);
+    let a = spawn_with(settings.clone()).await;
+    let b = spawn_with(settings).await;
+    a.wait_ready_within(200, RECOVERY).await;
+    b.wait_ready_within(200, RECOVERY).await;
+    let mut rooms: Vec<String> = Vec::new();
+    for node in 0..3 {
+        // The presence keys of a room hash on `{room}`.
+        let room = (0..10_000)
+            .map(|i| format!("p{i}"))
+            .find(|room| {
+                !rooms.contains(room) && cluster.node_for_key(&format!("{{{room}}}")) == node
+            })
+            .expect("a room on every node");
+        rooms.push(room);
+    }
+    let _ = backends;
+    let mut readers = Vec::new();
+    for room in &rooms {
+        let mut on_a = a.client(Some(&user_token("JD"))).await;
+        on_a.subscribe(room).await;
+        let mut on_b = b.client(None).await;
+        on_b.subscribe(room).await;
+        readers.push((on_a, on_b));
+    }
+    for room in &rooms {
+        for app in [&a, &b] {
+            let started = Instant::now();
+            loop {
+                let presence: Value = reqwest::get(app.http(&format!("/rooms/{room}/presence")))
+                    .await
+                    .expect("answers")
+                    .json()
+                    .await
+                    .expect("json");
+                if presence["readers"] == 2 && presence["users"][0]["id"] == "JD" {
+                    break;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "room {room} on port {}: {presence}",
+                    app.port
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

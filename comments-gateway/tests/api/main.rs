@@ -14,3 +14,4 @@ mod http;
 mod openapi;
 mod procs;
 mod protocol;
+mod tls;

@@ -66,6 +66,27 @@ fn binary_says_embedded_first_serves_and_exits_0_on_sigterm() {
     assert!(dir.path().join("counter/counts.redb").exists());
 }
 
+#[test]
+fn binary_counts_on_a_tls_redis_it_trusts() {
+    let redis = test_harness::TlsRedisServer::start();
+    let port = test_harness::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_counter"))
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("REDIS_URL", redis.url())
+        .env("REDIS_KEY_PREFIX", test_harness::unique_prefix())
+        .env("SSL_CERT_FILE", redis.ca_file())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn counter");
+    wait_ready(port);
+    assert_eq!(http1::incr(port), r#"{"bookId":"1","count":1}"#);
+    assert_eq!(http1::incr(port), r#"{"bookId":"1","count":2}"#);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A tiny HTTP/1.1 client so this test needs no async runtime.
 mod http1 {
     use std::io::{Read, Write};
