@@ -19,8 +19,7 @@
 //! answers `cluster_state:ok` (the whole cluster cannot serve); one shard down with
 //! `cluster-require-full-coverage no` keeps the state ok and the instance ready.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,59 +33,23 @@ use redis::cluster_routing::{
 use redis::{ProtocolVersion, PushInfo, PushKind, Value};
 use shared_proto::RoomId;
 use shared_proto::channels::{BusEvent, Channels};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::state::{BusState, PUBLISH_DEADLINE, foreign_event};
 use super::{Bus, BusListener, REDIS_DEADLINE};
 use crate::metrics::GatewayMetrics;
 
-/// Most events kept for republishing; older ones are left to the receivers' store catch-up.
-const OUTBOX_MAX: usize = 10_000;
-/// Deadline of one SPUBLISH.
-const PUBLISH_DEADLINE: Duration = Duration::from_secs(1);
+type Shared = BusState<ClusterConnection>;
 
+/// Rooms whose channel is subscribed (an `ssubscribe` push for one of them is a
+/// resubscription after its shard came back); shared by the driver and its push task.
 #[derive(Default)]
-struct Wanted {
-    rooms: HashSet<RoomId>,
-    waiters: HashMap<RoomId, Vec<oneshot::Sender<()>>>,
-    /// The driver is connected and will confirm follows.
-    up: bool,
-}
+struct Live(Mutex<HashSet<RoomId>>);
 
-struct Shared {
-    wanted: Mutex<Wanted>,
-    /// Rooms whose channel is subscribed (an `ssubscribe` push for one of them is a
-    /// resubscription after its shard came back).
-    live: Mutex<HashSet<RoomId>>,
-    changed: Notify,
-    publisher: Mutex<Option<ClusterConnection>>,
-    outbox: Mutex<VecDeque<(String, String)>>,
-    channels: Channels,
-    up: AtomicBool,
-    metrics: GatewayMetrics,
-}
-
-impl Shared {
-    fn wanted(&self) -> MutexGuard<'_, Wanted> {
-        self.wanted.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn live(&self) -> MutexGuard<'_, HashSet<RoomId>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn set_up(&self, up: bool, conn: Option<ClusterConnection>) {
-        *self.publisher.lock().unwrap_or_else(|p| p.into_inner()) = conn;
-        self.up.store(up, Ordering::Release);
-        self.metrics.redis_up.set(i64::from(up));
-    }
-
-    fn keep_unsent(&self, channel: String, payload: String) {
-        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
-        if outbox.len() >= OUTBOX_MAX {
-            outbox.pop_front();
-        }
-        outbox.push_back((channel, payload));
+impl Live {
+    fn get(&self) -> MutexGuard<'_, HashSet<RoomId>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -103,6 +66,7 @@ pub struct ClusterDriver {
     publisher: redis::cluster::ClusterClient,
     pushes: Option<mpsc::UnboundedReceiver<PushInfo>>,
     shared: Arc<Shared>,
+    live: Arc<Live>,
     origin: String,
 }
 
@@ -129,17 +93,7 @@ impl ClusterBus {
             .retries(2)
             .build()
             .context("parsing REDIS_CLUSTER_NODES")?;
-        metrics.redis_up.set(0);
-        let shared = Arc::new(Shared {
-            wanted: Mutex::new(Wanted::default()),
-            live: Mutex::new(HashSet::new()),
-            changed: Notify::new(),
-            publisher: Mutex::new(None),
-            outbox: Mutex::new(VecDeque::new()),
-            channels,
-            up: AtomicBool::new(false),
-            metrics,
-        });
+        let shared = Arc::new(BusState::new(channels, metrics));
         Ok((
             Self {
                 shared: shared.clone(),
@@ -149,6 +103,7 @@ impl ClusterBus {
                 publisher,
                 pushes: Some(pushes),
                 shared,
+                live: Arc::default(),
                 origin,
             },
         ))
@@ -157,64 +112,22 @@ impl ClusterBus {
 
 impl Bus for ClusterBus {
     fn follow(&self, room: &RoomId) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let mut wanted = self.shared.wanted();
-        wanted.rooms.insert(room.clone());
-        if wanted.up {
-            wanted.waiters.entry(room.clone()).or_default().push(tx);
-        } else {
-            let _ = tx.send(());
-        }
-        drop(wanted);
-        self.shared.changed.notify_one();
-        rx
+        self.shared.follow(room)
     }
 
     fn unfollow(&self, room: &RoomId) {
-        let mut wanted = self.shared.wanted();
-        wanted.rooms.remove(room);
-        wanted.waiters.remove(room);
-        drop(wanted);
-        self.shared.changed.notify_one();
+        self.shared.unfollow(room);
     }
 
     fn publish(&self, event: BusEvent) -> BoxFuture<'static, bool> {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let channel = match &event {
-                BusEvent::Notice { .. } => shared.channels.notice(),
-                other => match other.room() {
-                    Some(room) => shared.channels.room(room),
-                    None => shared.channels.notice(),
-                },
-            };
-            let Ok(payload) = serde_json::to_string(&event) else {
-                return false;
-            };
-            let conn = shared
-                .publisher
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let sent = match conn {
-                Some(mut conn) => match spublish(&mut conn, &channel, &payload).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, %channel, "spublish failed; will retry");
-                        false
-                    }
-                },
-                None => false,
-            };
-            if !sent {
-                shared.keep_unsent(channel, payload);
-            }
-            sent
-        })
+        self.shared
+            .publish(event, |mut conn, channel, payload| async move {
+                spublish(&mut conn, &channel, &payload).await
+            })
     }
 
     fn is_up(&self) -> bool {
-        self.shared.up.load(Ordering::Acquire)
+        self.shared.is_up()
     }
 
     fn is_external(&self) -> bool {
@@ -333,12 +246,7 @@ impl ClusterDriver {
     /// by side, so the events of a shard that is still down (kept for the next round) hold up
     /// no other shard's.
     async fn flush_outbox(&self, conn: &ClusterConnection) {
-        let unsent: Vec<(String, String)> = self
-            .shared
-            .outbox
-            .lock()
-            .map(|mut o| o.drain(..).collect())
-            .unwrap_or_default();
+        let unsent = self.shared.take_unsent();
         if unsent.is_empty() {
             return;
         }
@@ -427,7 +335,7 @@ impl ClusterDriver {
         let mut failed = Vec::new();
         for (room, ok) in added {
             if ok {
-                self.shared.live().insert(room.clone());
+                self.live.get().insert(room.clone());
                 if subs.missed.remove(&room) {
                     recovered.push(room.clone());
                 }
@@ -439,32 +347,20 @@ impl ClusterDriver {
         for (room, ok) in removed {
             // A failed unsubscribe is retried on the next round.
             if ok {
-                self.shared.live().remove(&room);
+                self.live.get().remove(&room);
                 subs.rooms.remove(&room);
                 subs.missed.remove(&room);
             }
         }
         let mut wanted = self.shared.wanted();
         subs.missed.retain(|r| wanted.rooms.contains(r));
-        let confirmed: Vec<RoomId> = wanted
-            .waiters
-            .keys()
-            .filter(|r| subs.rooms.contains(*r))
-            .cloned()
-            .collect();
-        for room in confirmed {
-            for waiter in wanted.waiters.remove(&room).unwrap_or_default() {
-                let _ = waiter.send(());
-            }
-        }
+        wanted.confirm(&subs.rooms);
         for room in failed {
             if !wanted.rooms.contains(&room) {
                 continue;
             }
             tracing::warn!(%room, "subscribing the room's channel failed (its shard is down?); retrying");
-            for waiter in wanted.waiters.remove(&room).unwrap_or_default() {
-                let _ = waiter.send(());
-            }
+            wanted.release(&room);
             subs.missed.insert(room);
         }
         drop(wanted);
@@ -525,24 +421,16 @@ impl ClusterDriver {
         // and catch up (as missed) once subscribed.
         for room in moved {
             subs.rooms.remove(&room);
-            self.shared.live().remove(&room);
+            self.live.get().remove(&room);
             subs.missed.insert(room);
         }
         self.reconcile(conn, listener, subs).await;
     }
 
     fn went_down(&self, subs: &mut Subscriptions) {
-        let mut wanted = self.shared.wanted();
-        wanted.up = false;
-        for (_, waiters) in wanted.waiters.drain() {
-            for waiter in waiters {
-                let _ = waiter.send(());
-            }
-        }
-        drop(wanted);
-        self.shared.live().clear();
+        self.live.get().clear();
         *subs = Subscriptions::default();
-        self.shared.set_up(false, None);
+        self.shared.went_down();
     }
 
     async fn connected(
@@ -595,6 +483,7 @@ impl ClusterDriver {
             tokio::spawn(handle_pushes(
                 pushes,
                 self.shared.clone(),
+                self.live.clone(),
                 listener.clone(),
                 self.origin.clone(),
             ))
@@ -649,6 +538,7 @@ impl ClusterDriver {
 async fn handle_pushes(
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     shared: Arc<Shared>,
+    live: Arc<Live>,
     listener: Arc<dyn BusListener>,
     origin: String,
 ) {
@@ -663,10 +553,8 @@ async fn handle_pushes(
                     Value::SimpleString(s) => s.as_bytes(),
                     _ => continue,
                 };
-                match serde_json::from_slice::<BusEvent>(bytes) {
-                    Ok(event) if event.origin() != origin => listener.event(event),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed bus event"),
+                if let Some(event) = foreign_event(bytes, &origin) {
+                    listener.event(event);
                 }
             }
             PushKind::SSubscribe => {
@@ -679,7 +567,7 @@ async fn handle_pushes(
                 else {
                     continue;
                 };
-                if shared.live().contains(&room) {
+                if live.get().contains(&room) {
                     tracing::info!(%room, "room channel resubscribed after its shard came back; catching up");
                     listener.rooms_reconnected(std::slice::from_ref(&room));
                 }
@@ -722,16 +610,5 @@ mod tests {
         assert!(bus.shared.wanted().rooms.is_empty());
         assert!(bus.shared.wanted().waiters.is_empty());
         assert!(!bus.is_up());
-    }
-
-    #[tokio::test]
-    async fn unsent_events_are_kept_boundedly() {
-        let bus = bus();
-        for n in 0..OUTBOX_MAX + 5 {
-            bus.shared.keep_unsent("c".into(), n.to_string());
-        }
-        let outbox = bus.shared.outbox.lock().expect("outbox");
-        assert_eq!(outbox.len(), OUTBOX_MAX);
-        assert_eq!(outbox.front().map(|(_, p)| p.as_str()), Some("5"));
     }
 }

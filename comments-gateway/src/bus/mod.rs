@@ -5,6 +5,7 @@
 
 mod cluster;
 mod redis;
+mod state;
 
 use std::sync::Arc;
 

@@ -7,9 +7,8 @@
 //! second, reconnects by itself with backoff, resubscribes the wanted set and tells the
 //! listener to catch up from the store. Every Redis command has a deadline.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,54 +17,14 @@ use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use shared_proto::RoomId;
 use shared_proto::channels::{BusEvent, Channels};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::state::{BusState, PUBLISH_DEADLINE, foreign_event};
 use super::{Bus, BusListener, REDIS_DEADLINE};
 use crate::metrics::GatewayMetrics;
 
-/// Most events kept for republishing; older ones are left to the receivers' store catch-up.
-const OUTBOX_MAX: usize = 10_000;
-/// Deadline of one PUBLISH.
-const PUBLISH_DEADLINE: Duration = Duration::from_secs(1);
-
-#[derive(Default)]
-struct Wanted {
-    rooms: HashSet<RoomId>,
-    waiters: HashMap<RoomId, Vec<oneshot::Sender<()>>>,
-    /// The driver is connected and will confirm follows.
-    up: bool,
-}
-
-struct Shared {
-    wanted: Mutex<Wanted>,
-    changed: Notify,
-    publisher: Mutex<Option<MultiplexedConnection>>,
-    outbox: Mutex<VecDeque<(String, String)>>,
-    channels: Channels,
-    up: AtomicBool,
-    metrics: GatewayMetrics,
-}
-
-impl Shared {
-    fn wanted(&self) -> MutexGuard<'_, Wanted> {
-        self.wanted.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn set_up(&self, up: bool, conn: Option<MultiplexedConnection>) {
-        *self.publisher.lock().unwrap_or_else(|p| p.into_inner()) = conn;
-        self.up.store(up, Ordering::Release);
-        self.metrics.redis_up.set(i64::from(up));
-    }
-
-    fn keep_unsent(&self, channel: String, payload: String) {
-        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
-        if outbox.len() >= OUTBOX_MAX {
-            outbox.pop_front();
-        }
-        outbox.push_back((channel, payload));
-    }
-}
+type Shared = BusState<MultiplexedConnection>;
 
 /// Handle to the Redis bus.
 #[derive(Clone)]
@@ -89,16 +48,7 @@ impl RedisBus {
         metrics: GatewayMetrics,
     ) -> anyhow::Result<(Self, RedisDriver)> {
         let client = redis::Client::open(url).context("parsing REDIS_URL")?;
-        metrics.redis_up.set(0);
-        let shared = Arc::new(Shared {
-            wanted: Mutex::new(Wanted::default()),
-            changed: Notify::new(),
-            publisher: Mutex::new(None),
-            outbox: Mutex::new(VecDeque::new()),
-            channels,
-            up: AtomicBool::new(false),
-            metrics,
-        });
+        let shared = Arc::new(BusState::new(channels, metrics));
         Ok((
             Self {
                 shared: shared.clone(),
@@ -119,64 +69,22 @@ impl RedisBus {
 
 impl Bus for RedisBus {
     fn follow(&self, room: &RoomId) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let mut wanted = self.shared.wanted();
-        wanted.rooms.insert(room.clone());
-        if wanted.up {
-            wanted.waiters.entry(room.clone()).or_default().push(tx);
-        } else {
-            let _ = tx.send(());
-        }
-        drop(wanted);
-        self.shared.changed.notify_one();
-        rx
+        self.shared.follow(room)
     }
 
     fn unfollow(&self, room: &RoomId) {
-        let mut wanted = self.shared.wanted();
-        wanted.rooms.remove(room);
-        wanted.waiters.remove(room);
-        drop(wanted);
-        self.shared.changed.notify_one();
+        self.shared.unfollow(room);
     }
 
     fn publish(&self, event: BusEvent) -> BoxFuture<'static, bool> {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let channel = match &event {
-                BusEvent::Notice { .. } => shared.channels.notice(),
-                other => match other.room() {
-                    Some(room) => shared.channels.room(room),
-                    None => shared.channels.notice(),
-                },
-            };
-            let Ok(payload) = serde_json::to_string(&event) else {
-                return false;
-            };
-            let conn = shared
-                .publisher
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let sent = match conn {
-                Some(mut conn) => match publish_on(&mut conn, &channel, &payload).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, %channel, "publish failed; will retry after reconnecting");
-                        false
-                    }
-                },
-                None => false,
-            };
-            if !sent {
-                shared.keep_unsent(channel, payload);
-            }
-            sent
-        })
+        self.shared
+            .publish(event, |mut conn, channel, payload| async move {
+                publish_on(&mut conn, &channel, &payload).await
+            })
     }
 
     fn is_up(&self) -> bool {
-        self.shared.up.load(Ordering::Acquire)
+        self.shared.is_up()
     }
 
     fn is_external(&self) -> bool {
@@ -233,12 +141,7 @@ impl RedisDriver {
     }
 
     async fn flush_outbox(&self, conn: &mut MultiplexedConnection) -> bool {
-        let unsent: Vec<(String, String)> = self
-            .shared
-            .outbox
-            .lock()
-            .map(|mut o| o.drain(..).collect())
-            .unwrap_or_default();
+        let unsent = self.shared.take_unsent();
         if unsent.is_empty() {
             return true;
         }
@@ -261,14 +164,7 @@ impl RedisDriver {
     }
 
     fn handle_message(&self, listener: &dyn BusListener, msg: &redis::Msg) {
-        let event: BusEvent = match serde_json::from_slice(msg.get_payload_bytes()) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring a malformed bus event");
-                return;
-            }
-        };
-        if event.origin() != self.origin {
+        if let Some(event) = foreign_event(msg.get_payload_bytes(), &self.origin) {
             listener.event(event);
         }
     }
@@ -306,31 +202,12 @@ impl RedisDriver {
                 subscribed.remove(room);
             }
         }
-        let mut wanted = self.shared.wanted();
-        let confirmed: Vec<RoomId> = wanted
-            .waiters
-            .keys()
-            .filter(|r| subscribed.contains(*r))
-            .cloned()
-            .collect();
-        for room in confirmed {
-            for waiter in wanted.waiters.remove(&room).unwrap_or_default() {
-                let _ = waiter.send(());
-            }
-        }
+        self.shared.wanted().confirm(subscribed);
         Ok(())
     }
 
     fn went_down(&self) {
-        let mut wanted = self.shared.wanted();
-        wanted.up = false;
-        for (_, waiters) in wanted.waiters.drain() {
-            for waiter in waiters {
-                let _ = waiter.send(());
-            }
-        }
-        drop(wanted);
-        self.shared.set_up(false, None);
+        self.shared.went_down();
     }
 
     async fn connected(
@@ -424,50 +301,5 @@ impl RedisDriver {
             }
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bus() -> RedisBus {
-        let metrics = GatewayMetrics::new(&prometheus::Registry::new());
-        RedisBus::new(
-            "redis://127.0.0.1:1",
-            Channels::default(),
-            "me".into(),
-            metrics,
-        )
-        .expect("valid url")
-        .0
-    }
-
-    #[test]
-    fn the_wanted_set_follows_the_last_decision_whatever_the_interleaving() {
-        // A page reload: the old socket's unfollow and the new socket's follow of the same
-        // room. Whatever order the hub decided them in is the order they land in.
-        let bus = bus();
-        let room = RoomId::parse("r").expect("room");
-        bus.follow(&room);
-        bus.unfollow(&room);
-        bus.follow(&room);
-        assert!(bus.wanted_rooms().contains(&room));
-        bus.unfollow(&room);
-        assert!(bus.wanted_rooms().is_empty());
-    }
-
-    #[tokio::test]
-    async fn follows_resolve_at_once_while_down() {
-        let bus = bus();
-        let room = RoomId::parse("r").expect("room");
-        let confirmed = bus.follow(&room);
-        tokio::time::timeout(Duration::from_secs(1), confirmed)
-            .await
-            .expect("resolves while down")
-            .expect("sent");
-        // Unfollowed rooms keep no waiter behind.
-        bus.unfollow(&room);
-        assert!(bus.shared.wanted().waiters.is_empty());
     }
 }
