@@ -19,6 +19,12 @@ pub struct GatewayMetrics {
     pub comments_posted: IntCounter,
     /// Comments recovered from the store to fill a gap in the live stream.
     pub gap_fills: IntCounter,
+    /// Subscribe backlogs answered from a room's recent-comments ring (no store read).
+    pub backlogs_from_memory: IntCounter,
+    /// Subscribe backlogs read from the store.
+    pub backlogs_from_store: IntCounter,
+    /// Client-driven store reads waiting for one of the instance's read slots.
+    pub store_reads_waiting: IntGauge,
     /// Redis reachable (1) or not (0); 1 when running without Redis.
     pub redis_up: IntGauge,
     /// MongoDB reachable (1) or not (0); 1 for the embedded store.
@@ -73,6 +79,21 @@ impl GatewayMetrics {
                 registry,
                 "gateway_gap_fills_total",
                 "Comments recovered from the store to fill a gap",
+            ),
+            backlogs_from_memory: counter(
+                registry,
+                "gateway_backlogs_from_memory_total",
+                "Subscribe backlogs answered from a room's recent comments in memory",
+            ),
+            backlogs_from_store: counter(
+                registry,
+                "gateway_backlogs_from_store_total",
+                "Subscribe backlogs read from the store",
+            ),
+            store_reads_waiting: gauge(
+                registry,
+                "gateway_store_reads_waiting",
+                "Client-driven store reads waiting for a read slot",
             ),
             redis_up: gauge(
                 registry,

@@ -8,6 +8,9 @@
 //! was seen) is dropped with it. Pure data structure: no I/O, no locks, no clocks.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use shared_proto::{Comment, Reactions};
 
 use crate::transport::Frame;
 
@@ -24,6 +27,8 @@ pub enum Event {
         seq: u64,
         /// The encoded frame.
         frame: Frame,
+        /// The comment itself (for the room's recent-comments ring).
+        comment: Arc<Comment>,
     },
     /// Something that happened to the comment `seq` (deleted, edited, reactions).
     Update {
@@ -31,6 +36,29 @@ pub enum Event {
         seq: u64,
         /// The encoded frame.
         frame: Frame,
+        /// What changed (for the room's recent-comments ring).
+        change: Change,
+    },
+}
+
+/// What an update did to its comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Deleted.
+    Deleted,
+    /// Edited: the comment as stored after the edit, and its change counter.
+    Edited {
+        /// The comment with its new text.
+        comment: Arc<Comment>,
+        /// Bumped by every edit and reaction change of the comment.
+        rev: u64,
+    },
+    /// New reaction counts, and the comment's change counter.
+    Reactions {
+        /// Counts now.
+        reactions: Arc<Reactions>,
+        /// Bumped by every edit and reaction change of the comment.
+        rev: u64,
     },
 }
 
@@ -45,8 +73,8 @@ impl Event {
 
 #[derive(Debug, Default)]
 struct Slot {
-    comment: Option<Frame>,
-    updates: Vec<Frame>,
+    comment: Option<Event>,
+    updates: Vec<Event>,
 }
 
 impl Slot {
@@ -63,6 +91,8 @@ pub struct Sequencer {
     pending: BTreeMap<u64, Slot>,
     held: usize,
     max_pending: usize,
+    /// Gaps given up without the store's word (the stream is not known complete across them).
+    given_up: u64,
 }
 
 impl Default for Sequencer {
@@ -79,6 +109,7 @@ impl Sequencer {
             pending: BTreeMap::new(),
             held: 0,
             max_pending: max_pending.max(1),
+            given_up: 0,
         }
     }
 
@@ -95,6 +126,11 @@ impl Sequencer {
     /// Events held (behind a gap or before the start).
     pub fn held(&self) -> usize {
         self.held
+    }
+
+    /// How many gaps were given up without the store's word (see [`MAX_PENDING`]).
+    pub fn given_up(&self) -> u64 {
+        self.given_up
     }
 
     /// The open gap: seqs in `[from, to)` are missing while `to` is held.
@@ -118,19 +154,16 @@ impl Sequencer {
     pub fn offer(&mut self, event: Event) -> Vec<Event> {
         match (self.expected, event) {
             (Some(expected), Event::Comment { seq, .. }) if seq < expected => Vec::new(),
-            (Some(expected), Event::Update { seq, frame }) if seq < expected => {
-                vec![Event::Update { seq, frame }]
+            (Some(expected), event @ Event::Update { .. }) if event.seq() < expected => {
+                vec![event]
             }
-            (Some(expected), Event::Comment { seq, frame }) if seq == expected => {
-                let mut out = vec![Event::Comment { seq, frame }];
+            (Some(expected), event @ Event::Comment { .. }) if event.seq() == expected => {
+                let seq = event.seq();
+                let mut out = vec![event];
                 self.expected = Some(expected + 1);
                 if let Some(slot) = self.pending.remove(&seq) {
                     self.held -= slot.len();
-                    out.extend(
-                        slot.updates
-                            .into_iter()
-                            .map(|frame| Event::Update { seq, frame }),
-                    );
+                    out.extend(slot.updates);
                 }
                 out.extend(self.drain());
                 out
@@ -183,20 +216,18 @@ impl Sequencer {
     }
 
     fn hold(&mut self, event: Event) {
-        let (seq, comment, update) = match event {
-            Event::Comment { seq, frame } => (seq, Some(frame), None),
-            Event::Update { seq, frame } => (seq, None, Some(frame)),
-        };
-        let slot = self.pending.entry(seq).or_default();
-        if let Some(frame) = comment
-            && slot.comment.is_none()
-        {
-            slot.comment = Some(frame);
-            self.held += 1;
-        }
-        if let Some(frame) = update {
-            slot.updates.push(frame);
-            self.held += 1;
+        let slot = self.pending.entry(event.seq()).or_default();
+        match event {
+            Event::Comment { .. } => {
+                if slot.comment.is_none() {
+                    slot.comment = Some(event);
+                    self.held += 1;
+                }
+            }
+            Event::Update { .. } => {
+                slot.updates.push(event);
+                self.held += 1;
+            }
         }
     }
 
@@ -236,6 +267,7 @@ impl Sequencer {
         }
         match self.gap() {
             Some((_, to)) => {
+                self.given_up += 1;
                 self.skip_below(to);
                 self.drain()
             }
@@ -261,22 +293,12 @@ impl Sequencer {
                 // The comment went out before (or was in the backlogs): its updates may follow.
                 let slot = entry.remove();
                 self.held -= slot.len();
-                out.extend(
-                    slot.updates
-                        .into_iter()
-                        .map(|frame| Event::Update { seq, frame }),
-                );
+                out.extend(slot.updates);
             } else if seq == expected && entry.get().comment.is_some() {
                 let slot = entry.remove();
                 self.held -= slot.len();
-                if let Some(frame) = slot.comment {
-                    out.push(Event::Comment { seq, frame });
-                }
-                out.extend(
-                    slot.updates
-                        .into_iter()
-                        .map(|frame| Event::Update { seq, frame }),
-                );
+                out.extend(slot.comment);
+                out.extend(slot.updates);
                 expected += 1;
             } else {
                 break;
@@ -288,20 +310,39 @@ impl Sequencer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn c(seq: u64) -> Event {
+    pub(crate) fn c(seq: u64) -> Event {
         Event::Comment {
             seq,
             frame: Frame::text(format!("c{seq}")),
+            comment: Arc::new(comment(seq)),
         }
     }
 
-    fn u(seq: u64) -> Event {
+    pub(crate) fn u(seq: u64) -> Event {
         Event::Update {
             seq,
             frame: Frame::text(format!("u{seq}")),
+            change: Change::Deleted,
+        }
+    }
+
+    pub(crate) fn comment(seq: u64) -> Comment {
+        Comment {
+            id: format!("id{seq}"),
+            seq,
+            room: shared_proto::RoomId::parse("r").expect("room"),
+            author: shared_proto::Author {
+                id: "a".into(),
+                name: "A".into(),
+            },
+            text: format!("text {seq}"),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            reply_to: None,
+            edited_at: None,
+            reactions: Reactions::new(),
         }
     }
 
@@ -399,7 +440,9 @@ mod tests {
         assert!(s.offer(c(6)).is_empty());
         assert!(s.offer(c(7)).is_empty());
         // The fourth held event gives the gap at 1..5 up.
+        assert_eq!(s.given_up(), 0);
         assert_eq!(names(&s.offer(c(9))), ["c5", "c6", "c7"]);
+        assert_eq!(s.given_up(), 1, "counted: the stream is not known complete");
         assert!(s.held() <= 3);
         let mut s = Sequencer::new(2);
         s.start(0);

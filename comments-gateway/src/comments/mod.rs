@@ -8,6 +8,7 @@
 //! the edits and reactions of discussions) go through [`crate::hub::Hub::update`], keyed by
 //! the comment's seq, so they never reach a connection before the comment.
 
+mod reads;
 mod writer;
 
 use std::sync::Arc;
@@ -24,7 +25,12 @@ use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
 use crate::store::{DeleteOutcome, Inserted, NewComment, Page, Slice, Store, now_millis};
 
+pub use self::reads::{MAX_STORE_READS, ReadSlots};
 pub use self::writer::{MAX_BATCH, QUEUE_PER_ROOM};
+
+/// How long a client-driven read waits for a read slot (and a subscribe for its room and its
+/// backlog, retrying a store that fails) before it answers `unavailable`.
+pub const READ_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Per-user post limiter.
 pub type PostLimiter = DefaultKeyedRateLimiter<String>;
@@ -37,6 +43,7 @@ struct Inner {
     metrics: GatewayMetrics,
     limiter: Option<Arc<PostLimiter>>,
     writers: Writers,
+    reads: ReadSlots,
 }
 
 /// Cloneable handle to the comments service.
@@ -61,6 +68,7 @@ impl Comments {
                 hub,
                 bus,
                 instance,
+                reads: ReadSlots::new(MAX_STORE_READS, metrics.clone()),
                 metrics,
                 limiter,
                 writers: Writers::default(),
@@ -179,8 +187,22 @@ impl Comments {
         self.inner.bus.publish(event).await;
     }
 
-    /// Reads a slice of a room (backlogs, history, the HTTP reads).
+    /// Reads a slice of a room (backlogs, history, the HTTP reads) in one of the instance's
+    /// read slots (waiting for one at most [`READ_PATIENCE`]).
     pub async fn read(&self, room: &RoomId, slice: Slice) -> Result<Page, GatewayError> {
+        self.read_within(room, slice, READ_PATIENCE).await
+    }
+
+    /// [`Comments::read`], waiting for a read slot at most `patience`.
+    pub async fn read_within(
+        &self,
+        room: &RoomId,
+        slice: Slice,
+        patience: std::time::Duration,
+    ) -> Result<Page, GatewayError> {
+        let Some(_slot) = self.inner.reads.take(patience).await else {
+            return Err(GatewayError::Unavailable("storage"));
+        };
         Ok(self.inner.store.read(room, slice).await?)
     }
 

@@ -33,6 +33,7 @@ use crate::bus::{BusListener, SharedBus};
 use crate::error::GatewayError;
 use crate::hub::{ConnId, Hub};
 use crate::metrics::GatewayMetrics;
+use crate::sequencer::Change;
 use crate::store::{EditOutcome, ReactOutcome, Store, now_millis};
 use crate::transport::ConnTx;
 
@@ -283,7 +284,15 @@ impl Discussions {
         self.inner
             .rooms
             .admit_with(&comment.room, ChangeKind::Edit, &comment.id, rev, || {
-                hub.update(&comment.room, comment.seq, frame)
+                hub.update(
+                    &comment.room,
+                    comment.seq,
+                    frame,
+                    Change::Edited {
+                        comment: Arc::new(comment.clone()),
+                        rev,
+                    },
+                )
             });
     }
 
@@ -304,7 +313,15 @@ impl Discussions {
         self.inner
             .rooms
             .admit_with(room, ChangeKind::Reactions, id, rev, || {
-                hub.update(room, seq, frame)
+                hub.update(
+                    room,
+                    seq,
+                    frame,
+                    Change::Reactions {
+                        reactions: Arc::new(reactions.clone()),
+                        rev,
+                    },
+                )
             });
     }
 

@@ -75,7 +75,7 @@ impl Member {
     /// connection has.
     fn send(&mut self, event: &Event, metrics: &GatewayMetrics) -> bool {
         match event {
-            Event::Comment { seq, frame } => {
+            Event::Comment { seq, frame, .. } => {
                 if *seq > self.last_seq {
                     self.last_seq = *seq;
                     self.conn.enqueue(frame.clone(), metrics)
@@ -83,7 +83,7 @@ impl Member {
                     false
                 }
             }
-            Event::Update { seq, frame } => {
+            Event::Update { seq, frame, .. } => {
                 *seq <= self.last_seq && self.conn.enqueue(frame.clone(), metrics)
             }
         }

@@ -7,6 +7,7 @@
 //! bytes through its bounded queue.
 
 mod member;
+pub mod ring;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,10 +20,11 @@ use shared_proto::{Comment, RoomId};
 use tokio::sync::oneshot;
 
 use self::member::Member;
+use self::ring::{RING_BYTES, RING_COMMENTS, Ring};
 use crate::bus::{BusListener, SharedBus};
 use crate::metrics::GatewayMetrics;
-use crate::sequencer::{Event, Sequencer};
-use crate::store::{Slice, Store};
+use crate::sequencer::{Change, Event, Sequencer};
+use crate::store::{Page, Slice, Store};
 use crate::transport::ConnTx;
 
 /// A connection's id inside this instance.
@@ -39,6 +41,10 @@ struct Room {
     generation: u64,
     members: HashMap<ConnId, Member>,
     sequencer: Sequencer,
+    /// The most recent comments of the live stream, for backlogs without a store read.
+    ring: Ring,
+    /// The sequencer's given-up gaps the ring has seen (one more: the ring starts over).
+    given_up: u64,
     /// Confirms the bus subscription; taken by the worker's initialisation.
     followed: Option<oneshot::Receiver<()>>,
     /// Subscribers waiting for the room to start (true) or fail to (false).
@@ -186,6 +192,8 @@ impl Hub {
                     generation,
                     members: HashMap::new(),
                     sequencer: Sequencer::default(),
+                    ring: Ring::new(RING_COMMENTS, RING_BYTES),
+                    given_up: 0,
                     followed: Some(followed),
                     waiters: Vec::new(),
                     catch_up: false,
@@ -211,6 +219,32 @@ impl Hub {
         }
         self.inner.metrics.rooms.set(rooms);
         rx
+    }
+
+    /// Waits again for the room's start (after a start that failed: the room's worker retries
+    /// with backoff); None when `id` is no longer in the room (closed, unsubscribed).
+    pub fn wait_ready(&self, room: &RoomId, id: ConnId) -> Option<oneshot::Receiver<bool>> {
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.lock();
+        let entry = state.rooms.get_mut(room)?;
+        if !entry.members.contains_key(&id) {
+            return None;
+        }
+        if entry.sequencer.started() {
+            let _ = tx.send(true);
+        } else {
+            entry.waiters.push(tx);
+            self.ensure_worker(room, entry);
+        }
+        Some(rx)
+    }
+
+    /// True while `id` is in `room`.
+    pub fn is_member(&self, room: &RoomId, id: ConnId) -> bool {
+        self.lock()
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.members.contains_key(&id))
     }
 
     /// Ends the joining phase after the backlog went out: `backlog_last` is the seq of its last
@@ -243,17 +277,35 @@ impl Hub {
     /// A stored comment, from this instance or another, new or found again by a retry: the
     /// one way a comment reaches the room's connections (in seq order, once).
     pub fn comment(&self, comment: &Comment) {
-        let event = Event::Comment {
-            seq: comment.seq,
-            frame: comment_frame(comment),
-        };
-        self.offer(&comment.room, event);
+        self.offer(&comment.room, to_event(comment));
     }
 
     /// Something happened to the comment `seq` of `room` (deleted, edited, new reaction
-    /// counts): `frame` goes to the room's connections after the comment itself, never before.
-    pub fn update(&self, room: &RoomId, seq: u64, frame: Frame) {
-        self.offer(room, Event::Update { seq, frame });
+    /// counts): `frame` goes to the room's connections after the comment itself, never before,
+    /// and `change` applies to the room's recent comments in the same order.
+    pub fn update(&self, room: &RoomId, seq: u64, frame: Frame, change: Change) {
+        self.offer(room, Event::Update { seq, frame, change });
+    }
+
+    /// A backlog answered from the room's recent comments, when they cover it (`since` inside
+    /// them, or the latest page when they can tell); None when the store must answer. Taken
+    /// under the lock that releases live events, so a joining member's held events start
+    /// right after it.
+    pub fn backlog(&self, room: &RoomId, slice: Slice) -> Option<Page> {
+        let state = self.lock();
+        let entry = state.rooms.get(room)?;
+        if !entry.sequencer.started() {
+            return None;
+        }
+        match slice {
+            Slice::After {
+                after,
+                upto: None,
+                max,
+            } => entry.ring.after(after, max),
+            Slice::Latest { limit } => entry.ring.latest(limit as usize),
+            Slice::After { .. } | Slice::Before { .. } => None,
+        }
     }
 
     /// A deleted comment: `comment_deleted` to the room, after the comment.
@@ -265,7 +317,7 @@ impl Hub {
             }))
             .encode(),
         );
-        self.update(room, seq, frame);
+        self.update(room, seq, frame, Change::Deleted);
     }
 
     fn offer(&self, room: &RoomId, event: Event) {
@@ -420,6 +472,7 @@ impl Hub {
         self.with_room(room, generation, |entry, metrics| match max {
             Ok(max) => {
                 let out = entry.sequencer.start(max);
+                entry.ring.reset(max + 1);
                 deliver(entry, out, metrics);
                 for waiter in entry.waiters.drain(..) {
                     let _ = waiter.send(true);
@@ -502,17 +555,18 @@ impl BusListener for Hub {
             BusEvent::Comment { comment, .. } => self.comment(&comment),
             BusEvent::Deleted { room, id, seq, .. } => self.deleted(&room, &id, seq),
             BusEvent::Notice { text, room, .. } => self.notice(&text, room.as_ref()),
-            BusEvent::Edited { comment, .. } => {
+            BusEvent::Edited { comment, rev, .. } => {
                 let room = comment.room.clone();
                 let seq = comment.seq;
+                let comment = Arc::new(comment);
                 let frame = Frame::text(
                     ServerFrame::push(ServerMessage::CommentEdited(CommentEdited {
                         room: room.clone(),
-                        comment,
+                        comment: (*comment).clone(),
                     }))
                     .encode(),
                 );
-                self.update(&room, seq, frame);
+                self.update(&room, seq, frame, Change::Edited { comment, rev });
             }
             // Reaction counts need the comment's seq to be ordered after it (not carried yet);
             // typing and presence are not relayed yet.
@@ -533,11 +587,20 @@ fn to_event(comment: &Comment) -> Event {
     Event::Comment {
         seq: comment.seq,
         frame: comment_frame(comment),
+        comment: Arc::new(comment.clone()),
     }
 }
 
-/// Hands the sequencer's output to the room's members.
+/// Hands the sequencer's output to the room's recent comments and its members.
 fn deliver(room: &mut Room, events: Vec<Event>, metrics: &GatewayMetrics) {
+    room.ring.take(&events);
+    if room.sequencer.given_up() != room.given_up {
+        // A gap was given up without the store's word: what the ring holds is not known
+        // complete any more; it starts over where the stream stands.
+        room.given_up = room.sequencer.given_up();
+        room.ring
+            .reset(room.sequencer.expected().unwrap_or(u64::MAX));
+    }
     if events.is_empty() {
         return;
     }

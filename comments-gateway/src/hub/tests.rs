@@ -1,27 +1,13 @@
-use crate::transport::Frame;
-
 use super::member::Member;
 use crate::metrics::GatewayMetrics;
-use crate::sequencer::Event;
+
 use crate::transport::ConnTx;
 
 fn metrics() -> GatewayMetrics {
     GatewayMetrics::new(&prometheus::Registry::new())
 }
 
-fn c(seq: u64) -> Event {
-    Event::Comment {
-        seq,
-        frame: Frame::text(format!("c{seq}")),
-    }
-}
-
-fn u(seq: u64) -> Event {
-    Event::Update {
-        seq,
-        frame: Frame::text(format!("u{seq}")),
-    }
-}
+use crate::sequencer::tests::{c, u};
 
 fn received(conn: &ConnTx) -> Vec<String> {
     let mut out = Vec::new();

@@ -12,10 +12,15 @@ use shared_proto::ws::{
 use shared_proto::{Claims, RoomId};
 use tokio::sync::oneshot;
 
+use crate::comments::READ_PATIENCE;
 use crate::error::GatewayError;
 use crate::hub::ConnId;
 use crate::state::AppState;
-use crate::store::{STORE_DEADLINE, Slice};
+use crate::store::Slice;
+
+/// First and longest pause between two tries of a subscribe whose store failed.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(200);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::transport::ConnTx;
 
 /// What a request task needs of its connection.
@@ -99,10 +104,30 @@ async fn subscribe(
             ctx.state.discussions.leave(&room, ctx.id);
         }
     };
-    let started = tokio::time::timeout(STORE_DEADLINE, ready).await;
-    if !matches!(started, Ok(Ok(true))) {
-        undo();
-        return Err(GatewayError::Unavailable("storage"));
+    // The client gets its backlog late rather than an error: the room's start and the read
+    // are retried while the store fails, for at most READ_PATIENCE in all.
+    let until = tokio::time::Instant::now() + READ_PATIENCE;
+    let mut backoff = RETRY_FIRST;
+    let mut ready = Some(ready);
+    loop {
+        let Some(rx) = ready
+            .take()
+            .or_else(|| ctx.state.hub.wait_ready(&room, ctx.id))
+        else {
+            // The connection left the room meanwhile: nobody waits for the answer.
+            return Ok(());
+        };
+        match tokio::time::timeout_at(until, rx).await {
+            Ok(Ok(true)) => break,
+            Ok(_) if tokio::time::Instant::now() + backoff < until => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+            _ => {
+                undo();
+                return Err(GatewayError::Unavailable("storage"));
+            }
+        }
     }
     let slice = match (sub.since, sub.limit) {
         (Some(since), _) => Slice::After {
@@ -114,11 +139,30 @@ async fn subscribe(
             limit: limit.unwrap_or(shared_proto::ws::DEFAULT_PAGE_LIMIT),
         },
     };
-    let page = match ctx.state.comments.read(&room, slice).await {
-        Ok(page) => page,
-        Err(e) => {
-            undo();
-            return Err(e);
+    let mut backoff = RETRY_FIRST;
+    let page = loop {
+        // The room's recent comments answer most resumes without a store read.
+        if let Some(page) = ctx.state.hub.backlog(&room, slice) {
+            ctx.state.metrics.backlogs_from_memory.inc();
+            break page;
+        }
+        let patience = until.saturating_duration_since(tokio::time::Instant::now());
+        match ctx.state.comments.read_within(&room, slice, patience).await {
+            Ok(page) => {
+                ctx.state.metrics.backlogs_from_store.inc();
+                break page;
+            }
+            Err(GatewayError::Unavailable(_))
+                if tokio::time::Instant::now() + backoff < until
+                    && ctx.state.hub.is_member(&room, ctx.id) =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+            Err(e) => {
+                undo();
+                return Err(e);
+            }
         }
     };
     let mine = match ctx

@@ -114,6 +114,10 @@ struct Shared {
     /// Longest ping answer not excused by the client's own instance being down, in ms.
     longest_ping_ms: AtomicU64,
     pending_posts: AtomicU64,
+    /// Subscribes answered with an error (the client subscribes again).
+    sub_errors: AtomicU64,
+    /// Longest lateness of a 100 ms timer in the test process (its own scheduling stalls).
+    client_lag_ms: AtomicU64,
 }
 
 impl Shared {
@@ -149,6 +153,8 @@ struct View {
     last: HashMap<String, u64>,
     /// Every comment seen, per room, in arrival order.
     seen: HashMap<String, Vec<(u64, String)>>,
+    /// Rooms subscribed (backlog in) on the client's current connection.
+    live: std::collections::HashSet<String>,
 }
 
 impl View {
@@ -250,6 +256,8 @@ async fn run_client(index: usize, shared: Arc<Shared>, view: Arc<Mutex<View>>) {
         let mut ping_out: Option<(String, Instant)> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut deliberate = false;
+        // Subscribes refused with an error, sent again (like a real client) at the given time.
+        let mut resubscribe: Vec<(String, Instant)> = Vec::new();
         while ok {
             tokio::select! {
                 msg = ws.next() => {
@@ -287,6 +295,7 @@ async fn run_client(index: usize, shared: Arc<Shared>, view: Arc<Mutex<View>>) {
                             if truncated && !first {
                                 ok &= send(&mut ws, json!({"type": "subscribe", "ref": format!("sub:{room}"), "payload": {"room": room, "since": since}})).await;
                             } else {
+                                view.lock().unwrap_or_else(|p| p.into_inner()).live.insert(room.clone());
                                 ready.insert(room, true);
                             }
                         }
@@ -330,13 +339,9 @@ async fn run_client(index: usize, shared: Arc<Shared>, view: Arc<Mutex<View>>) {
                                     p.2 = Some(Instant::now() - Duration::from_secs(7));
                                 }
                             } else if let Some(room) = reference.strip_prefix("sub:") {
-                                let since = view.lock().unwrap_or_else(|p| p.into_inner()).last.get(room).copied();
-                                tokio::time::sleep(Duration::from_millis(300)).await;
-                                let payload = match since {
-                                    Some(since) => json!({"room": room, "since": since}),
-                                    None => json!({"room": room, "limit": 1}),
-                                };
-                                ok &= send(&mut ws, json!({"type": "subscribe", "ref": reference, "payload": payload})).await;
+                                // Never a sleep here: the client keeps reading (and pinging).
+                                shared.sub_errors.fetch_add(1, Ordering::Relaxed);
+                                resubscribe.push((room.to_owned(), Instant::now() + Duration::from_millis(300)));
                             } else if frame["payload"]["code"] != "unavailable" {
                                 shared.violation(format!("client {index}: unexpected {frame}"));
                             }
@@ -349,6 +354,20 @@ async fn run_client(index: usize, shared: Arc<Shared>, view: Arc<Mutex<View>>) {
                     if shared.finish.load(Ordering::Acquire) {
                         deliberate = true;
                         break;
+                    }
+                    let due: Vec<String> = resubscribe
+                        .iter()
+                        .filter(|(_, at)| *at <= now)
+                        .map(|(room, _)| room.clone())
+                        .collect();
+                    resubscribe.retain(|(_, at)| *at > now);
+                    for room in due {
+                        let since = view.lock().unwrap_or_else(|p| p.into_inner()).last.get(&room).copied();
+                        let payload = match since {
+                            Some(since) => json!({"room": room, "since": since}),
+                            None => json!({"room": room, "limit": 1}),
+                        };
+                        ok &= send(&mut ws, json!({"type": "subscribe", "ref": format!("sub:{room}"), "payload": payload})).await;
                     }
                     if ping_out.is_none() {
                         ping_no += 1;
@@ -396,6 +415,9 @@ async fn run_client(index: usize, shared: Arc<Shared>, view: Arc<Mutex<View>>) {
             instance = (instance + 1) % shared.ports.len();
         } else {
             instance = pseudo_random(index as u64 ^ round) as usize % shared.ports.len();
+        }
+        if !shared.finish.load(Ordering::Acquire) {
+            view.lock().unwrap_or_else(|p| p.into_inner()).live.clear();
         }
         let _ = ws.close(None).await;
         if let Some(p) = pending.as_mut() {
@@ -558,6 +580,36 @@ fn shared_elapsed(_: &Shared) -> u64 {
     T0.get().map(|t| t.elapsed().as_secs()).unwrap_or(0)
 }
 
+async fn rss_now(cluster: &Arc<Mutex<Cluster>>) -> String {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner()))
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Backlogs answered from memory and from the store, per the gateway's metrics.
+async fn backlog_figures(port: u16) -> String {
+    let text = match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+        Ok(resp) => resp.text().await.unwrap_or_default(),
+        Err(_) => return "no metrics".to_owned(),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    format!(
+        "backlogs from memory {}, from the store {}, slow-client closes {}",
+        value("gateway_backlogs_from_memory_total"),
+        value("gateway_backlogs_from_store_total"),
+        value("gateway_slow_client_closes_total")
+    )
+}
+
 fn rss_line(cluster: &Cluster) -> String {
     cluster
         .gateways
@@ -595,6 +647,28 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
         pings: AtomicU64::new(0),
         longest_ping_ms: AtomicU64::new(0),
         pending_posts: AtomicU64::new(0),
+        sub_errors: AtomicU64::new(0),
+        client_lag_ms: AtomicU64::new(0),
+    });
+    // How late the test process itself runs its tasks (2,000 clients share it): a ping it
+    // answers late may be its own stall, not the gateway's.
+    tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            let period = Duration::from_millis(100);
+            let mut last = Instant::now();
+            loop {
+                tokio::time::sleep(period).await;
+                let late = last.elapsed().saturating_sub(period);
+                shared
+                    .client_lag_ms
+                    .fetch_max(late.as_millis() as u64, Ordering::Relaxed);
+                last = Instant::now();
+                if shared.finish.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+        }
     });
     let views: Vec<Arc<Mutex<View>>> = (0..config.clients)
         .map(|_| Arc::new(Mutex::new(View::default())))
@@ -613,17 +687,21 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
     let mut reported_minute = 0;
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_secs(5)).await;
+        // The cluster's lock is held by a fault for seconds (a SIGTERM waits up to 30 s for
+        // the drain): never wait for it on a runtime thread the clients need.
         if rss_at_5min.is_none() && started.elapsed() >= Duration::from_secs(300) {
-            rss_at_5min = Some(rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner())));
+            rss_at_5min = Some(rss_now(&cluster).await);
         }
         let minute = started.elapsed().as_secs() / 60;
         if config.secs >= 600 && minute > reported_minute {
             reported_minute = minute;
+            let acked = shared.acked.lock().unwrap_or_else(|p| p.into_inner()).len();
+            let rss = rss_now(&cluster).await;
             println!(
-                "t={}s acked {}; RSS {}",
+                "t={}s acked {acked}; RSS {rss}; client lag max {} ms; longest ping {} ms",
                 started.elapsed().as_secs(),
-                shared.acked.lock().unwrap_or_else(|p| p.into_inner()).len(),
-                rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner()))
+                shared.client_lag_ms.load(Ordering::Relaxed),
+                shared.longest_ping_ms.load(Ordering::Relaxed),
             );
         }
     }
@@ -659,11 +737,26 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
     while !caught_up() && catch_up.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Who is not live in a room at the end (never got its resubscribe through).
+    let not_live: usize = views
+        .iter()
+        .map(|v| {
+            let v = v.lock().unwrap_or_else(|p| p.into_inner());
+            v.start
+                .keys()
+                .filter(|room| !v.live.contains(*room))
+                .count()
+        })
+        .sum();
     shared.finish.store(true, Ordering::Release);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
-    let rss_end = rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner()));
+    let rss_end = rss_now(&cluster).await;
+    let mut backlog_sources = Vec::new();
+    for port in &ports {
+        backlog_sources.push(backlog_figures(*port).await);
+    }
 
     // Audit.
     let mut problems: Vec<String> = shared
@@ -683,6 +776,8 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
     }
     let mut deliveries = 0usize;
     let mut missing = 0usize;
+    // Of them, in rooms the client was not subscribed to at the end.
+    let mut missing_not_live = 0usize;
     for (c, view) in views.iter().enumerate() {
         let v = view.lock().unwrap_or_else(|p| p.into_inner());
         for (room, start) in &v.start {
@@ -703,6 +798,7 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
                     )),
                     None => {
                         missing += 1;
+                        missing_not_live += usize::from(!v.live.contains(room));
                         if missing <= 20 {
                             problems.push(format!("client {c} {room} seq {seq}: never delivered"));
                         }
@@ -730,12 +826,42 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
         unfinished_posts
     );
     println!(
-        "deliveries checked {deliveries}, missing {missing}, reloads {}, reconnects after faults {}, pings {}",
+        "deliveries checked {deliveries}, missing {missing} ({missing_not_live} in rooms not live at the end), reloads {}, reconnects after faults {}, pings {}",
         shared.reloads.load(Ordering::Relaxed),
         shared.reconnects.load(Ordering::Relaxed),
         shared.pings.load(Ordering::Relaxed)
     );
+    println!(
+        "subscribes refused (the client subscribed again) {}, client-rooms not live at the end {not_live}",
+        shared.sub_errors.load(Ordering::Relaxed)
+    );
     println!("longest ping answer outside the client's own instance downtime: {longest} ms");
+    println!(
+        "longest scheduling lag of the test process itself: {} ms",
+        shared.client_lag_ms.load(Ordering::Relaxed)
+    );
+    for (i, figures) in backlog_sources.iter().enumerate() {
+        println!("gw{i} (since its last start): {figures}");
+    }
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for f in &faults {
+        let kind = f
+            .split_once("s ")
+            .map(|(_, k)| k.split(" (").next().unwrap_or(k).to_owned())
+            .unwrap_or_default();
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    println!(
+        "faults by kind: {}",
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{n} x {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("faults ({}):", faults.len());
     for f in &faults {
         println!("  {f}");

@@ -1,5 +1,6 @@
 //! Integration tests of comments-gateway against real redis-server and SecantusDB.
 
+mod backlogs;
 mod chaos;
 mod cluster;
 mod cross_instance;
