@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the three services, installs the test's node dependencies and runs the end-to-end
+# Builds the three services and the all-in-one `stack`, installs the test's node dependencies and runs the end-to-end
 # test (plus the type check and unit tests of library/static/js/comments.js) in headless Chromium.
 #
-#   e2e/run.sh                      # both modes: private redis+SecantusDB, then embedded stores
+#   e2e/run.sh                      # both modes: private redis+SecantusDB with two gateway and two
+#                                   # library instances, then the `stack` binary (embedded stores)
 #   E2E_MODES=embedded e2e/run.sh   # one mode
 #   E2E_PROFILE=release e2e/run.sh  # use release binaries (builds them with --release)
 #
@@ -14,8 +15,8 @@ cd "$(dirname "$0")/.."
 profile="${E2E_PROFILE:-debug}"
 release=()
 [ "$profile" = release ] && release=(--release)
-echo "== cargo build -p counter -p library -p comments-gateway ${release[*]:-} (target: ${CARGO_TARGET_DIR:-target})"
-cargo build -p counter -p library -p comments-gateway "${release[@]}"
+echo "== cargo build -p counter -p library -p comments-gateway -p stack ${release[*]:-} (target: ${CARGO_TARGET_DIR:-target})"
+cargo build -p counter -p library -p comments-gateway -p stack "${release[@]}"
 
 if ! command -v redis-server >/dev/null; then
   echo "redis-server missing: apt-get install -y redis-server" >&2

@@ -1,5 +1,9 @@
-// Starts the real stack for the end-to-end test: a private redis-server and SecantusDB (or
-// nothing, in embedded mode) and the three service binaries built by cargo, each on a free port.
+// Starts the real stack for the end-to-end test, on free ports:
+// - servers: a private redis-server and SecantusDB, counter, two comments-gateway instances and
+//   two library instances (library B puts gateway B's URL in its pages, so windows opened through
+//   it read and write through the other gateway instance: everything crosses instances via Redis);
+// - embedded: the `stack` binary alone (the README's first command: all three services in one
+//   process, embedded stores, in-process fan-out).
 import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +17,7 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const E2E_DIR = path.join(REPO, 'e2e');
 export const RESULTS_DIR = path.join(E2E_DIR, 'test-results');
 export const SCREENSHOT_DIR = path.join(E2E_DIR, 'screenshots');
-export const BINARIES = ['counter', 'library', 'comments-gateway'];
+export const BINARIES = ['counter', 'library', 'comments-gateway', 'stack'];
 
 /** Where cargo put the binaries: $CARGO_TARGET_DIR (or target/) / $E2E_PROFILE (default debug). */
 export function binaryPaths() {
@@ -120,8 +124,9 @@ async function httpOk(url) {
 }
 
 /**
- * Starts everything. mode 'servers': private redis-server + SecantusDB, MONGO_URL/REDIS_URL set;
- * mode 'embedded': neither, the services use their embedded stores (and load the demo data).
+ * Starts everything. mode 'servers': private redis-server + SecantusDB, MONGO_URL/REDIS_URL set,
+ * two gateways and two libraries (`libraryUrl` on gateway A, `libraryUrlB` on gateway B);
+ * mode 'embedded': the `stack` binary with its embedded stores (it loads the demo data).
  * beforeServices({mongoBase, mongoUrl, redisUrl, db}) runs once the stores are up.
  */
 export async function startStack({ mode = 'servers', label = mode, beforeServices = null } = {}) {
@@ -181,57 +186,114 @@ export async function startStack({ mode = 'servers', label = mode, beforeService
     // e.g. seed the database the way the compose file does, before any service touches it
     if (beforeServices) await beforeServices({ mongoBase, mongoUrl: mongoUrl(db), redisUrl, db });
 
-    const [counterPort, libraryPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
-    const counterUrl = `http://127.0.0.1:${counterPort}`;
-    const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
-    const gatewayPublicUrl = `ws://127.0.0.1:${gatewayPort}/ws`;
-    const libraryUrl = `http://127.0.0.1:${libraryPort}`;
     const dataDir = path.join(tmp, 'data');
     mkdirSync(dataDir, { recursive: true });
     const demoDir = path.join(REPO, 'data', 'demo');
+    const gatewayEnv = {
+      AUTH_TOKEN_SECRET: secret,
+      ADMIN_TOKEN: 'e2e-admin-token',
+      DEMO_DIR: demoDir,
+      POST_BURST: '20',
+      POST_RATE_PER_SEC: '5',
+    };
+    const sessionSecret = randomBytes(64).toString('hex');
 
+    if (mode === 'embedded') {
+      // The README's first command: one process, nothing else.
+      const [counterPort, libraryPort, gatewayPort] = [await freePort(), await freePort(), await freePort()];
+      const all = new Proc('stack', paths.stack, [], {
+        logDir,
+        env: {
+          ...common,
+          ...gatewayEnv,
+          COUNTER_PORT: String(counterPort),
+          LIBRARY_PORT: String(libraryPort),
+          GATEWAY_PORT: String(gatewayPort),
+          PUBLIC_HOST: '127.0.0.1',
+          DATA_DIR: dataDir,
+          AUTH_SESSION_SECRET: sessionSecret,
+          REDIS_URL: '',
+          MONGO_URL: '',
+        },
+      });
+      procs.push(all);
+      const libraryUrl = `http://127.0.0.1:${libraryPort}`;
+      const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
+      await waitFor('stack: counter /healthz', all, () => httpOk(`http://127.0.0.1:${counterPort}/healthz`), 60_000);
+      await waitFor('stack: comments-gateway /readyz', all, () => httpOk(`${gatewayUrl}/readyz`), 30_000);
+      await waitFor('stack: library /readyz', all, () => httpOk(`${libraryUrl}/readyz`), 30_000);
+      Object.assign(stack, {
+        libraryUrl,
+        libraryUrlB: libraryUrl,
+        gatewayUrl,
+        gatewayPublicUrl: `ws://127.0.0.1:${gatewayPort}/ws`,
+        counterUrl: `http://127.0.0.1:${counterPort}`,
+        db,
+        instances: 1,
+      });
+      return stack;
+    }
+
+    const counterPort = await freePort();
+    const counterUrl = `http://127.0.0.1:${counterPort}`;
     const counter = new Proc('counter', paths.counter, [], {
       logDir,
       env: { ...common, PORT: String(counterPort), REDIS_URL: redisUrl, DATA_DIR: dataDir },
     });
     procs.push(counter);
-    const gateway = new Proc('comments-gateway', paths['comments-gateway'], [], {
-      logDir,
-      env: {
-        ...common,
-        PORT: String(gatewayPort),
-        REDIS_URL: redisUrl,
-        MONGO_URL: mongoUrl(db),
-        AUTH_TOKEN_SECRET: secret,
-        ADMIN_TOKEN: 'e2e-admin-token',
-        DATA_DIR: dataDir,
-        DEMO_DIR: demoDir,
-        POST_BURST: '20',
-        POST_RATE_PER_SEC: '5',
-      },
-    });
-    procs.push(gateway);
-    const library = new Proc('library', paths.library, [], {
-      logDir,
-      env: {
-        ...common,
-        PORT: String(libraryPort),
-        MONGO_URL: mongoUrl(db),
-        COUNTER_URL: counterUrl,
-        GATEWAY_URL: gatewayUrl,
-        GATEWAY_PUBLIC_URL: gatewayPublicUrl,
-        AUTH_TOKEN_SECRET: secret,
-        AUTH_SESSION_SECRET: randomBytes(64).toString('hex'),
-        DATA_DIR: dataDir,
-        DEMO_DIR: demoDir,
-      },
-    });
-    procs.push(library);
-
+    // Two gateway instances on one Redis and one MongoDB, and a library in front of each.
+    const gateways = [];
+    const libraries = [];
+    for (const name of ['a', 'b']) {
+      const gatewayPort = await freePort();
+      const gateway = new Proc(`comments-gateway-${name}`, paths['comments-gateway'], [], {
+        logDir,
+        env: {
+          ...common,
+          ...gatewayEnv,
+          PORT: String(gatewayPort),
+          REDIS_URL: redisUrl,
+          MONGO_URL: mongoUrl(db),
+          DATA_DIR: path.join(dataDir, `gateway-${name}`),
+        },
+      });
+      procs.push(gateway);
+      gateways.push({ proc: gateway, url: `http://127.0.0.1:${gatewayPort}`, publicUrl: `ws://127.0.0.1:${gatewayPort}/ws` });
+    }
     await waitFor('counter /healthz', counter, () => httpOk(`${counterUrl}/healthz`), 30_000);
-    await waitFor('comments-gateway /readyz', gateway, () => httpOk(`${gatewayUrl}/readyz`), 30_000);
-    await waitFor('library /readyz', library, () => httpOk(`${libraryUrl}/readyz`), 30_000);
-    Object.assign(stack, { libraryUrl, gatewayUrl, gatewayPublicUrl, counterUrl, db });
+    for (const g of gateways) await waitFor(`${g.proc.name} /readyz`, g.proc, () => httpOk(`${g.url}/readyz`), 30_000);
+    for (const [i, name] of ['a', 'b'].entries()) {
+      const libraryPort = await freePort();
+      const library = new Proc(`library-${name}`, paths.library, [], {
+        logDir,
+        env: {
+          ...common,
+          PORT: String(libraryPort),
+          MONGO_URL: mongoUrl(db),
+          COUNTER_URL: counterUrl,
+          GATEWAY_URL: gateways[i].url,
+          GATEWAY_PUBLIC_URL: gateways[i].publicUrl,
+          AUTH_TOKEN_SECRET: secret,
+          AUTH_SESSION_SECRET: sessionSecret,
+          DATA_DIR: path.join(dataDir, `library-${name}`),
+          DEMO_DIR: demoDir,
+        },
+      });
+      procs.push(library);
+      libraries.push({ proc: library, url: `http://127.0.0.1:${libraryPort}` });
+      // one at a time: the first start of a library on an empty database creates its indexes
+      await waitFor(`${library.name} /readyz`, library, () => httpOk(`${libraries[i].url}/readyz`), 30_000);
+    }
+    Object.assign(stack, {
+      libraryUrl: libraries[0].url,
+      libraryUrlB: libraries[1].url,
+      gatewayUrl: gateways[0].url,
+      gatewayUrlB: gateways[1].url,
+      gatewayPublicUrl: gateways[0].publicUrl,
+      counterUrl,
+      db,
+      instances: 2,
+    });
     return stack;
   } catch (err) {
     const logs = stack.logs();

@@ -135,6 +135,17 @@ async function screenshotAll(pages, label) {
   for (const [name, page] of Object.entries(pages)) {
     try {
       await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${label}-${name}.png`), fullPage: true });
+      // A long page shrinks to nothing in an image viewer: the first and the last screenful
+      // of the comments section at full size too.
+      const box = await page.evaluate(() => {
+        const r = document.querySelector('#comments')?.getBoundingClientRect();
+        return r ? { top: r.top + window.scrollY, height: r.height, width: document.documentElement.clientWidth } : null;
+      });
+      if (box && box.height > 1200) {
+        const clip = (y) => ({ x: 0, y, width: box.width, height: 1000 });
+        await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${label}-${name}-comments-top.png`), fullPage: true, clip: clip(box.top) });
+        await page.screenshot({ path: path.join(SCREENSHOT_DIR, `${label}-${name}-comments-end.png`), fullPage: true, clip: clip(box.top + box.height - 1000) });
+      }
     } catch { /* page may be gone */ }
   }
 }
@@ -182,7 +193,9 @@ async function scenario(stack, browser, contexts, pages, mode) {
   const ctxB = await browser.newContext({ timezoneId: 'Asia/Tokyo', locale: 'en-GB' });
   contexts.push(ctxA, ctxB);
   const userA = await signUpAndIn(ctxA, base, `alice_${tag}`);
-  const userB = await signUpAndIn(ctxB, base, `bob_${tag}`);
+  // B goes through library B, whose pages connect to gateway B (servers mode: another instance)
+  const baseB = stack.libraryUrlB || base;
+  const userB = await signUpAndIn(ctxB, baseB, `bob_${tag}`);
 
   // Book 1 comes from the demo data: loaded by the embedded stores, or by init-db.js into MongoDB.
   const bookId = 1;
@@ -199,11 +212,16 @@ async function scenario(stack, browser, contexts, pages, mode) {
     assert.equal((await created.json()).id, 5, 'first new book after the 4 demo books');
   }
   const bookUrl = `${base}/view/book/${bookId}`;
+  const bookUrlB = `${baseB}/view/book/${bookId}`;
 
   pages.aIndex = await openLive(ctxA, `${base}/view`);
   pages.aBook = await openLive(ctxA, bookUrl);
-  pages.bBook = await openLive(ctxB, bookUrl);
-  pages.bIndex = await openLive(ctxB, `${base}/view`);
+  pages.bBook = await openLive(ctxB, bookUrlB);
+  pages.bIndex = await openLive(ctxB, `${baseB}/view`);
+  if (stack.instances > 1) {
+    const gw = (p) => p.getAttribute('#comments', 'data-gateway-url');
+    assert.notEqual(await gw(pages.bBook), await gw(pages.aBook), 'A and B on different gateway instances');
+  }
   for (const [name, p] of Object.entries(pages)) {
     if (name.startsWith('anon')) continue;
     const room = await p.getAttribute('#comments', 'data-room');
@@ -340,11 +358,8 @@ async function scenario(stack, browser, contexts, pages, mode) {
     assert.equal(await p.evaluate(() => document.querySelector('#comments .comment-error')?.textContent || ''), '');
   });
 
-  // The discussion steps run against the mock gateway; against the real services only with
-  // E2E_V3=1 until they have been run green there (they never were in the session that added them).
-  const v3 = mode === 'mock' || process.env.E2E_V3 === '1';
-  if (v3) await discussion({ browser, contexts, pages, base, tag, userA, userB, ctxA, ctxB, ctxAnon, bookUrl, mode });
-  else console.log('# SKIP discussions (v3) against the real services: set E2E_V3=1 to run them');
+  // Discussions (v3): replies, edits, deletions, reactions, presence, typing, times, keys.
+  await discussion({ browser, contexts, pages, base, baseB, tag, userA, userB, ctxA, ctxB, ctxAnon, bookUrl, bookUrlB, mode });
 
   for (const [name, p] of Object.entries(pages)) {
     assert.deepEqual(p.__errors || [], [], `no script errors in ${name}`);
@@ -407,20 +422,20 @@ function waitGone(page, text, timeout = 3000) {
     .some((e) => e.textContent.includes(t)), text, timeout);
 }
 
-async function discussion({ browser, contexts, pages, base, tag, userA, userB, ctxA, ctxB, ctxAnon, bookUrl, mode }) {
+async function discussion({ browser, contexts, pages, base, baseB, tag, userA, userB, ctxA, ctxB, ctxAnon, bookUrl, bookUrlB, mode }) {
   const nameA = `User ${userA.username}`;
   const nameB = `User ${userB.username}`;
   const bookWindows = { aBook: pages.aBook, bBook: pages.bBook, anonBook: pages.anonBook };
   const parentText = `book comment ${tag} 1`;
 
-  await step('presence: "3 reading now: A, B and 1 guest" in every window; a second tab of A counts once', async () => {
+  await step('presence: "3 reading now: A, B and 1 guest" in every window; A with three tabs (on both instances) counts once', async () => {
     const three = `3 reading now: ${nameA}, ${nameB} and 1 guest`;
     for (const p of Object.values(bookWindows)) await waitPresence(p, three);
-    const tab = await openLive(ctxA, bookUrl);
+    const tabs = [await openLive(ctxA, bookUrlB), await openLive(ctxA, bookUrl)];
     await new Promise((r) => setTimeout(r, 2500));
-    for (const p of [...Object.values(bookWindows), tab]) assert.equal(await presenceText(p), three, 'a user with two tabs counts once');
-    await tab.close();
-    const guest = await openLive(ctxAnon, bookUrl);
+    for (const p of [...Object.values(bookWindows), ...tabs]) assert.equal(await presenceText(p), three, 'a user with three tabs counts once');
+    for (const t of tabs) await t.close();
+    const guest = await openLive(ctxAnon, bookUrlB);
     const four = `4 reading now: ${nameA}, ${nameB} and 2 guests`;
     for (const p of Object.values(bookWindows)) await waitPresence(p, four);
     await guest.close();
@@ -585,11 +600,11 @@ async function discussion({ browser, contexts, pages, base, tag, userA, userB, c
   await step('admin: the demo Admin may delete anyone\'s comment; others see no Delete on foreign comments', async () => {
     const ctxAdmin = await browser.newContext({ locale: 'en-GB' });
     contexts.push(ctxAdmin);
-    const login = await ctxAdmin.request.post(`${base}/api/v1/user/login`, {
-      data: { username: 'Admin', password: 'Admin' }, headers: { Origin: base, Accept: 'application/json' },
+    const login = await ctxAdmin.request.post(`${baseB}/api/v1/user/login`, {
+      data: { username: 'Admin', password: 'Admin' }, headers: { Origin: baseB, Accept: 'application/json' },
     });
     assert.equal(login.status(), 201, await login.text());
-    pages.adminBook = await openLive(ctxAdmin, bookUrl);
+    pages.adminBook = await openLive(ctxAdmin, bookUrlB);
     const li = item(pages.adminBook, replyText);
     await li.locator('[data-action="delete"]').click();
     await li.locator('[data-action="delete-confirm"]').click();
@@ -643,6 +658,9 @@ async function discussion({ browser, contexts, pages, base, tag, userA, userB, c
   await step('"new comments ↓" marker when comments arrive while scrolled away', async () => {
     const p = pages.bBook;
     await p.setViewportSize({ width: 900, height: 420 });
+    // comments that arrived earlier below the fold (the reconnect's) are seen once scrolled to
+    await p.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await until(p, 'earlier unseen comments seen', () => !document.querySelector('#comments .comments-new-marker:not([hidden])'), null, 2000);
     await p.evaluate(() => window.scrollTo(0, 0));
     await p.waitForFunction(() => {
       const items = document.querySelectorAll('#comments .comment-list > .comment');
@@ -684,6 +702,40 @@ async function discussion({ browser, contexts, pages, base, tag, userA, userB, c
     }
   });
 
+  await step('roles and names: the controls are found by role and accessible name, Tab reaches them', async () => {
+    const p = pages.aBook;
+    await p.bringToFront();
+    const keep = `kept ${tag} v2`;
+    const li = item(p, keep);
+    // by role and name, as assistive technology sees them
+    assert.equal(await p.getByRole('textbox', { name: 'Your comment' }).count(), 1, 'the comment box is labelled');
+    assert.equal(await p.getByRole('list', { name: 'Comments' }).count(), 1);
+    assert.equal(await li.getByRole('button', { name: `Reply to ${nameA}` }).count(), 1);
+    assert.equal(await li.getByRole('button', { name: 'Edit your comment' }).count(), 1);
+    assert.equal(await li.getByRole('button', { name: 'Delete your comment' }).count(), 1);
+    assert.equal(await li.getByRole('button', { name: 'heart: 1, including yours' }).getAttribute('aria-pressed'), 'true');
+    assert.equal(await li.getByRole('button', { name: 'Add a reaction' }).getAttribute('aria-expanded'), 'false');
+    assert.equal(await p.locator('#comments .comments-typing').getAttribute('aria-live'), 'polite');
+    assert.equal(await p.locator('#comments .comments-status').getAttribute('role'), 'status');
+    // Tab from the comment's Reply button walks through its controls in order
+    await li.getByRole('button', { name: `Reply to ${nameA}` }).focus();
+    const walked = [];
+    for (let i = 0; i < 2; i += 1) {
+      await p.keyboard.press('Tab');
+      walked.push(await p.evaluate(() => document.activeElement?.getAttribute('aria-label') || document.activeElement?.textContent));
+    }
+    assert.deepEqual(walked, ['Edit your comment', 'Delete your comment'], 'Tab order of a comment\'s actions');
+    // the picker opens from the keyboard and its choices are labelled buttons in a named group
+    await li.getByRole('button', { name: 'Add a reaction' }).focus();
+    await p.keyboard.press('Enter');
+    const group = li.getByRole('group', { name: 'Choose a reaction' });
+    await group.waitFor({ state: 'visible', timeout: 2000 });
+    assert.deepEqual(await group.getByRole('button').evaluateAll((bs) => bs.map((b) => b.getAttribute('aria-label'))),
+      ['React with thumbs up', 'React with heart', 'React with laughing', 'React with surprised', 'React with sad', 'React with celebrate']);
+    await p.keyboard.press('Escape');
+    await group.waitFor({ state: 'hidden', timeout: 2000 });
+  });
+
   await step('server-rendered page (no JavaScript) shows replies, "edited", reactions and readers', async () => {
     // a reply to the edited, reacted comment, so that the HTML has all of it
     const keep = `kept ${tag} v2`;
@@ -702,6 +754,20 @@ async function discussion({ browser, contexts, pages, base, tag, userA, userB, c
     assert.match(html, /class="comment-edited/);
     assert.match(html, /❤️ <span class="reaction-count">1<\/span>|❤️<\/span> <span class="reaction-count">1<\/span>/);
     assert.match(html, /\d+ reading now/);
+    // and as a reader without JavaScript sees it
+    const ctxNoJs = await browser.newContext({ javaScriptEnabled: false, locale: 'en-GB' });
+    contexts.push(ctxNoJs);
+    const page = await ctxNoJs.newPage();
+    pages.noJsBook = page;
+    await page.goto(bookUrl);
+    const reply = page.locator('#comments .comment', { has: page.locator('.comment-text', { hasText: r }) });
+    assert.match(await reply.locator('.comment-quote').innerText(), new RegExp(`${nameA}: ${keep}`), 'quote without JS');
+    const kept = page.locator('#comments .comment', { has: page.locator('.comment-text', { hasText: keep }) });
+    assert.equal(await kept.locator('.comment-edited').isVisible(), true, '"edited" visible without JS');
+    assert.match(await kept.locator('.comment-reactions').innerText(), /❤️\s*1/);
+    assert.match(await page.locator('#comments .comments-presence').innerText(),
+      mode === 'mock' ? /^\d+ reading now/ : new RegExp(`^\\d+ reading now: .*${nameA}`));
+    assert.equal(await page.locator('#comments form.comment-form:visible').count(), 0, 'no form without JS');
   });
 
   await step('a reply whose parent is not on the page quotes it from the gateway (GET /rooms/{room}/comments/{id})', async () => {
@@ -723,6 +789,15 @@ async function discussion({ browser, contexts, pages, base, tag, userA, userB, c
     const reply = `far reply ${tag}`;
     await post(p, reply);
     await waitText(p, reply);
+    if (mode !== 'mock') {
+      // the server-rendered page quotes it too (the library reads it from the gateway)
+      const html = await (await ctxAnon.request.get(bookUrl)).text();
+      const at = html.indexOf(`>${reply}<`);
+      assert.ok(at > 0, 'the reply is in the HTML');
+      const li = html.slice(html.lastIndexOf('<li', at), at);
+      assert.ok(li.includes(`<span class="comment-quote-text">${parent}</span>`), `server-rendered quote of a far parent: ${li}`);
+      assert.ok(!li.includes('comment-quote deleted'), 'not shown as deleted');
+    }
     const fresh = await openLive(ctxAnon, bookUrl);
     const failed = [];
     fresh.on('requestfailed', (r) => failed.push(`${r.url()} ${r.failure()?.errorText}`));

@@ -100,7 +100,15 @@ pub struct RoomComments {
     /// Whether older comments exist.
     #[serde(default)]
     pub more: bool,
+    /// Parents of replies that are not among `comments`, read one by one
+    /// (`GET /rooms/{room}/comments/{id}`): `Some` when found, `None` when deleted or unknown;
+    /// missing when the read failed.
+    #[serde(skip)]
+    pub parents: BTreeMap<String, Option<Comment>>,
 }
+
+/// Parents read for one page at most (the rest show "an earlier comment").
+const PARENTS_MAX: usize = 20;
 
 /// `GET /rooms/{room}/presence` answer: distinct readers on all instances, the signed-in ones.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -153,10 +161,59 @@ impl GatewayClient {
             response.json::<RoomComments>().await
         }
         .await;
-        match result {
-            Ok(body) => Some(body),
+        let mut body = match result {
+            Ok(body) => body,
             Err(e) => {
                 tracing::warn!(error = %e, "gateway comments read failed");
+                return None;
+            }
+        };
+        // Replies whose parent is older than the page quote it all the same.
+        let shown: std::collections::HashSet<&str> =
+            body.comments.iter().map(|c| c.id.as_str()).collect();
+        let mut missing: Vec<String> = Vec::new();
+        for c in &body.comments {
+            if let Some(parent) = c.reply_to.as_deref()
+                && !shown.contains(parent)
+                && !missing.iter().any(|m| m == parent)
+                && missing.len() < PARENTS_MAX
+            {
+                missing.push(parent.to_owned());
+            }
+        }
+        let reads = missing.into_iter().map(|id| async move {
+            let found = self.comment(room, &id).await;
+            (id, found)
+        });
+        for (id, found) in futures_util::future::join_all(reads).await {
+            if let Some(found) = found {
+                body.parents.insert(id, found);
+            }
+        }
+        Some(body)
+    }
+
+    /// One comment of `room`: `Some(None)` when the gateway says it is deleted or unknown,
+    /// `None` when it did not answer.
+    async fn comment(&self, room: &str, id: &str) -> Option<Option<Comment>> {
+        #[derive(Deserialize)]
+        struct One {
+            comment: Comment,
+        }
+        let url = format!("{}/rooms/{room}/comments/{id}", self.base);
+        let result = async {
+            let response = self.http.get(&url).send().await?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let one = response.error_for_status()?.json::<One>().await?;
+            Ok::<_, reqwest::Error>(Some(one.comment))
+        }
+        .await;
+        match result {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::debug!(error = %e, "gateway comment read failed");
                 None
             }
         }

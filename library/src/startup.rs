@@ -29,9 +29,38 @@ use crate::{auth, cross_site, session_guard};
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "library.sid";
 
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-                   connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; form-action 'self'; \
-                   frame-ancestors 'none'";
+/// The Content-Security-Policy of every answer. `connect-src` names the gateway's HTTP origin
+/// (the `http(s)` twin of `GATEWAY_PUBLIC_URL`): `comments.js` reads the parent of a reply that
+/// is not on the page from it (`GET /rooms/{room}/comments/{id}`).
+pub fn content_security_policy(gateway_public_url: &str) -> String {
+    let gateway = gateway_http_origin(gateway_public_url)
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self' ws: wss:{gateway}; object-src 'none'; base-uri 'self'; form-action 'self'; \
+         frame-ancestors 'none'"
+    )
+}
+
+/// `ws://host:port/ws` -> `http://host:port` (`wss` -> `https`); `None` for anything else or a
+/// host with characters a CSP source cannot carry.
+fn gateway_http_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("wss://") {
+        ("https", rest)
+    } else if let Some(rest) = url.strip_prefix("ws://") {
+        ("http", rest)
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let valid = !authority.is_empty()
+        && authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+    valid.then(|| format!("{scheme}://{authority}"))
+}
 
 /// The library service, bound and ready to run.
 pub struct Application {
@@ -126,6 +155,7 @@ impl Application {
             tracing::warn!(dir = %static_dir.display(), "static folder missing; /static/ will answer 404");
         }
         let cookie_secure = settings.cookie_secure;
+        let csp = content_security_policy(&settings.gateway_public_url);
         let workers = settings.workers;
         let state = web::Data::new(AppState {
             store,
@@ -151,7 +181,7 @@ impl Application {
                 .add(("X-Content-Type-Options", "nosniff"))
                 .add(("Referrer-Policy", "same-origin"))
                 .add(("X-Frame-Options", "DENY"))
-                .add(("Content-Security-Policy", CSP));
+                .add(("Content-Security-Policy", csp.clone()));
             App::new()
                 .app_data(state.clone())
                 .app_data(metrics.clone())
@@ -211,5 +241,29 @@ impl Application {
         }
         tracing::info!("library stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csp_lets_pages_read_the_gateway_over_http() {
+        assert_eq!(
+            gateway_http_origin("ws://localhost:3003/ws").as_deref(),
+            Some("http://localhost:3003")
+        );
+        assert_eq!(
+            gateway_http_origin("wss://comments.example.org/ws?x=1").as_deref(),
+            Some("https://comments.example.org")
+        );
+        assert_eq!(gateway_http_origin("http://x/ws"), None);
+        assert_eq!(gateway_http_origin("ws://a b;script-src *"), None);
+        let csp = content_security_policy("ws://127.0.0.1:3003/ws");
+        assert!(
+            csp.contains("connect-src 'self' ws: wss: http://127.0.0.1:3003;"),
+            "{csp}"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! What the comments section shows without JavaScript: reply quotes, "edited", reaction counts
 //! (in the protocol's emoji order) and who is reading now.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
 use shared_proto::Comment;
 
@@ -24,28 +26,43 @@ const MAX_NAMES: usize = 5;
 const MAX_LISTED_USERS: usize = 50;
 
 /// The comments as template values, each with `quote` (parent author and short text, when the
-/// parent is on the page), `reaction_list` and `reactions_json` added.
-pub fn decorate(comments: &[Comment]) -> Vec<Value> {
+/// parent is on the page or among `parents`), `parent_deleted` (the gateway said the parent is
+/// gone), `reaction_list` and `reactions_json` added.
+pub fn decorate(comments: &[Comment], parents: &BTreeMap<String, Option<Comment>>) -> Vec<Value> {
+    let parents: BTreeMap<String, Option<Value>> = parents
+        .iter()
+        .map(|(id, c)| {
+            let value = c.as_ref().and_then(|c| serde_json::to_value(c).ok());
+            (id.clone(), value)
+        })
+        .collect();
     decorate_values(
         comments
             .iter()
             .filter_map(|c| serde_json::to_value(c).ok())
             .collect(),
+        &parents,
     )
 }
 
 /// [`decorate`] on comments as JSON.
-fn decorate_values(values: Vec<Value>) -> Vec<Value> {
+fn decorate_values(values: Vec<Value>, parents: &BTreeMap<String, Option<Value>>) -> Vec<Value> {
     values
         .iter()
         .map(|c| {
             let mut out = c.as_object().cloned().unwrap_or_default();
             if let Some(parent_id) = c.get("replyTo").and_then(Value::as_str) {
-                let parent = values
+                let on_page = values
                     .iter()
                     .find(|p| p.get("id").and_then(Value::as_str) == Some(parent_id));
-                if let Some(parent) = parent {
-                    out.insert("quote".into(), quote(parent));
+                match (on_page, parents.get(parent_id)) {
+                    (Some(parent), _) | (None, Some(Some(parent))) => {
+                        out.insert("quote".into(), quote(parent));
+                    }
+                    (None, Some(None)) => {
+                        out.insert("parent_deleted".into(), Value::Bool(true));
+                    }
+                    (None, None) => {}
                 }
             }
             let reactions = c.get("reactions").and_then(Value::as_object);
@@ -205,8 +222,21 @@ mod tests {
                    "replyTo": "p", "editedAt": "2026-01-01T00:00:00.000Z", "reactions": {"👍": 2}}),
             json!({"id": "o", "seq": 3, "author": {"id": "B", "name": ""}, "text": "old",
                    "replyTo": "gone"}),
+            json!({"id": "f", "seq": 4, "author": {"id": "B", "name": ""}, "text": "far",
+                   "replyTo": "older"}),
+            json!({"id": "d", "seq": 5, "author": {"id": "B", "name": ""}, "text": "late",
+                   "replyTo": "deleted"}),
         ];
-        let out = decorate_values(comments);
+        let parents = BTreeMap::from([
+            (
+                "older".to_owned(),
+                Some(
+                    json!({"id": "older", "author": {"id": "JD", "name": "John Doe"}, "text": "long ago"}),
+                ),
+            ),
+            ("deleted".to_owned(), None),
+        ]);
+        let out = decorate_values(comments, &parents);
         assert_eq!(out[0].get("quote"), None);
         assert_eq!(out[0]["reactions_json"], "{}");
         assert_eq!(
@@ -217,7 +247,19 @@ mod tests {
         assert_eq!(out[1]["reaction_list"][0]["count"], 2);
         assert_eq!(out[1]["editedAt"], "2026-01-01T00:00:00.000Z");
         assert_eq!(out[2].get("quote"), None, "parent not on the page");
+        assert_eq!(
+            out[2].get("parent_deleted"),
+            None,
+            "not known to be deleted"
+        );
         assert_eq!(out[2]["reaction_list"], json!([]));
+        assert_eq!(
+            out[3]["quote"],
+            json!({"author": "John Doe", "text": "long ago"}),
+            "parent read from the gateway"
+        );
+        assert_eq!(out[4].get("quote"), None);
+        assert_eq!(out[4]["parent_deleted"], true);
     }
 
     #[test]

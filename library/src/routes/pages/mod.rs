@@ -11,7 +11,6 @@ use actix_web::http::header::LOCATION;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use shared_proto::Comment;
 
 use crate::auth::{self, SessionUser};
 use crate::books::AppState;
@@ -103,8 +102,9 @@ pub fn comments_context(
     presence: Option<crate::clients::RoomPresence>,
 ) -> Value {
     let available = answer.is_some();
-    let (comments, more): (Vec<Comment>, bool) =
-        answer.map(|a| (a.comments, a.more)).unwrap_or_default();
+    let (comments, more, parents) = answer
+        .map(|a| (a.comments, a.more, a.parents))
+        .unwrap_or_default();
     let last_seq = comments.iter().map(|c| c.seq).max().unwrap_or(0);
     let presence_text = presence
         .map(|p| discussion::presence_text(&p))
@@ -112,7 +112,7 @@ pub fn comments_context(
     json!({
         "room": room,
         "gateway_public_url": state.settings.gateway_public_url,
-        "comments": discussion::decorate(&comments),
+        "comments": discussion::decorate(&comments, &parents),
         "presence_text": presence_text,
         "more": more,
         "comments_available": available,
