@@ -14,6 +14,7 @@ pub const MAX_COMMENT_CHARS: usize = 2000;
 /// Who wrote a comment: `{"id": username, "name": full name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Author {
     /// The author's username.
     pub id: String,
@@ -27,6 +28,7 @@ pub struct Author {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Comment {
     /// Opaque unique id.
     pub id: String,
@@ -40,15 +42,19 @@ pub struct Comment {
     pub text: String,
     /// RFC 3339 UTC with milliseconds.
     pub created_at: String,
-    /// The id of the top-level comment of the same room this one answers, or `None`.
+    /// The id of the top-level comment of the same room this one answers, or `null`.
     #[serde(default)]
     pub reply_to: Option<String>,
-    /// When the text was last edited (RFC 3339 UTC with milliseconds), or `None`.
+    /// When the text was last edited (RFC 3339 UTC with milliseconds), or `null`.
     #[serde(default)]
     pub edited_at: Option<String>,
     /// Reaction counts, only those above 0.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, u32>))]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "crate::reaction::ReactionsSchema")
+    )]
     pub reactions: Reactions,
 }
 
@@ -99,6 +105,22 @@ impl CommentText {
     /// The text, owned.
     pub fn into_inner(self) -> String {
         self.0
+    }
+}
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for CommentText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CommentText".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_COMMENT_CHARS,
+            "description": "Comment text: 1..2000 Unicode code points after trimming (empty: bad_request, longer: too_large); plain text, never HTML.",
+        })
     }
 }
 

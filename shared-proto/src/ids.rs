@@ -45,7 +45,7 @@ fn is_id_char(c: char) -> bool {
 }
 
 macro_rules! string_newtype {
-    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $allowed:literal, $ok:expr) => {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $max:expr, $allowed:literal, $ok:expr, $pattern:literal) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -100,6 +100,21 @@ macro_rules! string_newtype {
                 f.write_str(&self.0)
             }
         }
+
+        #[cfg(feature = "schema")]
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "pattern": $pattern,
+                    "description": concat!("A ", $kind, ": 1..", stringify!($max), " ", $allowed, "."),
+                })
+            }
+        }
     };
 }
 
@@ -109,7 +124,8 @@ string_newtype!(
     "book id",
     64,
     "letters, digits, '_' and '-'",
-    is_id_char
+    is_id_char,
+    "^[A-Za-z0-9_-]{1,64}$"
 );
 
 string_newtype!(
@@ -118,7 +134,8 @@ string_newtype!(
     "room",
     64,
     "letters, digits, '_' and '-'",
-    is_id_char
+    is_id_char,
+    "^[A-Za-z0-9_-]{1,64}$"
 );
 
 string_newtype!(
@@ -127,7 +144,8 @@ string_newtype!(
     "username",
     32,
     "letters, digits, '_', '-' and '.'",
-    |c: char| is_id_char(c) || c == '.'
+    |c: char| is_id_char(c) || c == '.',
+    "^[A-Za-z0-9_.-]{1,32}$"
 );
 
 string_newtype!(
@@ -136,7 +154,8 @@ string_newtype!(
     "clientId",
     64,
     "visible ASCII characters",
-    |c: char| c.is_ascii_graphic()
+    |c: char| c.is_ascii_graphic(),
+    "^[!-~]{1,64}$"
 );
 
 string_newtype!(
@@ -146,7 +165,8 @@ string_newtype!(
     "comment id",
     128,
     "letters, digits, '_' and '-'",
-    is_id_char
+    is_id_char,
+    "^[A-Za-z0-9_-]{1,128}$"
 );
 
 impl RoomId {

@@ -13,6 +13,8 @@ pub mod error;
 pub mod ids;
 pub mod library_api;
 pub mod reaction;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod timestamp;
 pub mod ws;
 

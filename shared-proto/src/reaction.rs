@@ -102,6 +102,22 @@ impl From<Emoji> for &'static str {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Emoji {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Emoji".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let all: Vec<&str> = Emoji::ALL.iter().map(|e| e.as_str()).collect();
+        schemars::json_schema!({
+            "type": "string",
+            "enum": all,
+            "description": "One of the six reactions, the emoji itself. The server always sends the heart as U+2764 U+FE0F; in requests a bare U+2764 is read as the same heart.",
+        })
+    }
+}
+
 impl fmt::Display for Emoji {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -117,6 +133,56 @@ pub type MyReactions = BTreeSet<Emoji>;
 /// `mine` in `subscribed` and `history`: comment id → the emoji the connection's user gave it,
 /// only comments with at least one.
 pub type Mine = BTreeMap<String, MyReactions>;
+
+/// The JSON Schema of [`Reactions`] (named `Reactions`): an object emoji → count, only counts
+/// above 0, no other keys.
+#[cfg(feature = "schema")]
+pub struct ReactionsSchema;
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ReactionsSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Reactions".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let counts: serde_json::Map<String, serde_json::Value> = Emoji::ALL
+            .iter()
+            .map(|e| {
+                (
+                    e.as_str().to_owned(),
+                    serde_json::json!({"type": "integer", "minimum": 1, "maximum": u32::MAX}),
+                )
+            })
+            .collect();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "A comment's reaction counts: emoji -> count, only counts above 0 (`{}` when none).",
+            "properties": counts,
+            "additionalProperties": false,
+        })
+    }
+}
+
+/// The JSON Schema of [`Mine`] (named `Mine`): comment id → the emoji this user gave it.
+#[cfg(feature = "schema")]
+pub struct MineSchema;
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for MineSchema {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Mine".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let emoji = generator.subschema_for::<Emoji>();
+        schemars::json_schema!({
+            "type": "object",
+            "description": "The signed-in user's own reactions: comment id -> the emoji this user gave it, each once (only comments of the reply with at least one; `{}` when none).",
+            "additionalProperties": {"type": "array", "items": emoji, "uniqueItems": true, "minItems": 1},
+        })
+    }
+}
 
 /// Builds a [`Reactions`] map from `(emoji, count)` pairs, leaving out counts of 0 (or below).
 pub fn reactions_from_counts(counts: impl IntoIterator<Item = (Emoji, i64)>) -> Reactions {

@@ -34,6 +34,23 @@ pub enum Ref {
     Number(i64),
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Ref {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Ref".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A client-chosen request reference, echoed in the reply: a string of at most 128 characters or an integer.",
+            "anyOf": [
+                {"type": "string", "maxLength": MAX_REF_LEN},
+                {"type": "integer", "format": "int64"},
+            ],
+        })
+    }
+}
+
 impl From<&str> for Ref {
     fn from(value: &str) -> Self {
         Ref::Text(value.to_owned())
@@ -44,6 +61,8 @@ impl From<&str> for Ref {
 
 /// `subscribe {room, since?, limit?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct Subscribe {
     /// The room.
     pub room: RoomId,
@@ -52,12 +71,14 @@ pub struct Subscribe {
     pub since: Option<u64>,
     /// Latest N (1..=200) when `since` is absent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 200)))]
     pub limit: Option<u32>,
 }
 
 /// `unsubscribe {room}`, `typing {room}`, `unsubscribed {room}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoomOnly {
     /// The room.
     pub room: RoomId,
@@ -66,6 +87,8 @@ pub struct RoomOnly {
 /// `post {room, text, clientId?, replyTo?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct Post {
     /// The room.
     pub room: RoomId,
@@ -82,6 +105,8 @@ pub struct Post {
 
 /// `edit {room, id, text}`: new text for one's own comment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct Edit {
     /// The room.
     pub room: RoomId,
@@ -95,6 +120,7 @@ pub struct Edit {
 /// `react {room, id, emoji, on}`: give (`on: true`) or take back (`on: false`) a reaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct React {
     /// The room.
     pub room: RoomId,
@@ -113,6 +139,7 @@ fn serialize_text<S: serde::Serializer>(text: &CommentText, s: S) -> Result<S::O
 /// `delete {room, id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Delete {
     /// The room.
     pub room: RoomId,
@@ -122,18 +149,23 @@ pub struct Delete {
 
 /// `history {room, before, limit?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
+#[cfg_attr(feature = "schema", schemars(transform = crate::schema::limit_is_optional))]
 pub struct History {
     /// The room.
     pub room: RoomId,
     /// Comments with a `seq` below this.
     pub before: u64,
     /// Newest N (1..=200, default 50).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 200)))]
     pub limit: u32,
 }
 
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ClientMessage {
     /// Join a room and get its backlog.
     Subscribe(Subscribe),
@@ -157,10 +189,13 @@ pub enum ClientMessage {
 
 /// An empty payload, `{}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Empty {}
 
 /// A decoded client frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct ClientFrame {
     /// Echoed in the reply.
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
@@ -392,6 +427,7 @@ impl ClientFrame {
 
 /// The connection's user in `welcome`: `{id, name, role}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserInfo {
     /// Username.
     pub id: String,
@@ -404,6 +440,7 @@ pub struct UserInfo {
 /// `welcome {connectionId, user, heartbeatMs}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Welcome {
     /// This connection's id.
     pub connection_id: String,
@@ -415,6 +452,7 @@ pub struct Welcome {
 
 /// `subscribed {room, comments, truncated, mine?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Subscribed {
     /// The room.
     pub room: RoomId,
@@ -424,6 +462,7 @@ pub struct Subscribed {
     pub truncated: bool,
     /// Signed-in connections only: the user's own reactions to these comments (`{}` when none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::reaction::MineSchema"))]
     pub mine: Option<Mine>,
 }
 
@@ -431,6 +470,7 @@ pub struct Subscribed {
 /// `ack {id}` (after a delete).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Ack {
     /// The stored (or edited) comment.
     Posted {
@@ -442,6 +482,10 @@ pub enum Ack {
         /// The comment's id.
         id: String,
         /// Its counts now.
+        #[cfg_attr(
+            feature = "schema",
+            schemars(with = "crate::reaction::ReactionsSchema")
+        )]
         reactions: Reactions,
     },
     /// The deleted comment's id.
@@ -453,6 +497,7 @@ pub enum Ack {
 
 /// `comment_edited {room, comment}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommentEdited {
     /// The room.
     pub room: RoomId,
@@ -462,17 +507,23 @@ pub struct CommentEdited {
 
 /// `reactions {room, id, reactions}`: a comment's reaction counts changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ReactionsChanged {
     /// The room.
     pub room: RoomId,
     /// The comment's id.
     pub id: String,
     /// Its counts now, only those above 0.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "crate::reaction::ReactionsSchema")
+    )]
     pub reactions: Reactions,
 }
 
 /// A user as presence and typing show them: `{id, name}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserRef {
     /// Username.
     pub id: String,
@@ -482,6 +533,7 @@ pub struct UserRef {
 
 /// `typing {room, user}`: someone else in the room is typing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Typing {
     /// The room.
     pub room: RoomId,
@@ -492,6 +544,7 @@ pub struct Typing {
 /// `presence {room, readers, users}`; also the body of `GET /rooms/{room}/presence` (without
 /// `room`, see [`PresenceCounts`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Presence {
     /// The room.
     pub room: RoomId,
@@ -503,6 +556,7 @@ pub struct Presence {
 
 /// `GET /rooms/{room}/presence` → `{"readers", "users"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PresenceCounts {
     /// Distinct readers on all instances.
     pub readers: u32,
@@ -515,6 +569,7 @@ pub const MAX_PRESENCE_USERS: usize = 50;
 
 /// `comment_deleted {room, id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommentDeleted {
     /// The room.
     pub room: RoomId,
@@ -524,6 +579,7 @@ pub struct CommentDeleted {
 
 /// `history {room, comments, more}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HistoryPage {
     /// The room.
     pub room: RoomId,
@@ -533,11 +589,13 @@ pub struct HistoryPage {
     pub more: bool,
     /// Signed-in connections only: the user's own reactions to these comments (`{}` when none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::reaction::MineSchema"))]
     pub mine: Option<Mine>,
 }
 
 /// `notice {text, from: "admin", room?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Notice {
     /// The notice.
     pub text: String,
@@ -545,11 +603,13 @@ pub struct Notice {
     pub from: String,
     /// The room it was sent to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "RoomId"))]
     pub room: Option<RoomId>,
 }
 
 /// `error {code, message}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorPayload {
     /// Machine-readable code.
     pub code: ErrorCode,
@@ -560,6 +620,7 @@ pub struct ErrorPayload {
 /// A message from the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ServerMessage {
     /// First message on every connection.
     Welcome(Welcome),
@@ -567,7 +628,7 @@ pub enum ServerMessage {
     Subscribed(Subscribed),
     /// Reply to `unsubscribe`.
     Unsubscribed(RoomOnly),
-    /// Reply to `post` and `delete`.
+    /// Reply to `post`, `edit`, `react` and `delete`.
     Ack(Ack),
     /// A live comment.
     Comment(Comment),
@@ -593,9 +654,12 @@ pub enum ServerMessage {
 
 /// A server frame: a message and the `ref` of the request it answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(deny_unknown_fields))]
 pub struct ServerFrame {
     /// The request's `ref`.
     #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(with = "Ref"))]
     pub reference: Option<Ref>,
     /// The message.
     #[serde(flatten)]
