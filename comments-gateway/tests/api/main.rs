@@ -16,3 +16,4 @@ mod openapi;
 mod procs;
 mod protocol;
 mod tls;
+mod wire_schemas;
