@@ -35,6 +35,12 @@ echo "== private redis-server on :$RPORT, SecantusDB on :$MPORT"
 echo "== cargo nextest run --workspace"
 cargo nextest run --workspace --no-fail-fast
 
+echo "== browser client: comments.js type-checked against the generated protocol.d.ts, unit tests, docs/asyncapi.json validated by the AsyncAPI parser"
+# (--ignore-scripts: nothing here needs an install script; @asyncapi/parser's dependency
+# @scarf/scarf has a telemetry one, which SCARF_ANALYTICS=false also turns off for e2e/run.sh.)
+export SCARF_ANALYTICS=false
+(cd e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund >/dev/null && npx --no-install tsc -p tsconfig.json && node --test unit/)
+
 echo "== demo data checks"
 python3 -m unittest discover -s tests -v
 

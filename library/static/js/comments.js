@@ -31,7 +31,7 @@
 /** @typedef {import('./protocol').ClientFrame} ClientFrame */
 /** @typedef {import('./protocol').UserInfo} UserInfo */
 /** @typedef {import('./protocol').Presence} Presence */
-/** @typedef {import('./protocol').PresenceUser} PresenceUser */
+/** @typedef {import('./protocol').UserRef} PresenceUser */
 /** @typedef {import('./protocol').ErrorPayload} ErrorPayload */
 /** @typedef {Partial<Record<Emoji, number>>} Reactions */
 
@@ -65,7 +65,11 @@ export const EMOJI = [
 const EMOJI_SET = new Set(EMOJI.map(([e]) => e));
 const EMOJI_NAMES = new Map(EMOJI);
 
-/** Reconnect delay for the n-th consecutive failure (0-based): exponential, capped, "equal jitter". */
+/**
+ * Reconnect delay for the n-th consecutive failure (0-based): exponential, capped, "equal jitter".
+ * @param {number} attempt
+ * @param {() => number} [random]
+ */
 export function backoffDelay(attempt, random = Math.random) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 16));
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
@@ -1151,11 +1155,12 @@ export function friendlyError(code, message, kind = 'post') {
 // ---------------------------------------------------------------- page side
 
 /**
+ * @template {keyof HTMLElementTagNameMap} K
  * @param {Document} doc
- * @param {string} tag
+ * @param {K} tag
  * @param {string} [className]
  * @param {string} [text]
- * @returns {any}
+ * @returns {HTMLElementTagNameMap[K]}
  */
 function el(doc, tag, className, text) {
   const e = doc.createElement(tag);
@@ -1278,7 +1283,7 @@ export class DomView {
 
   /** @returns {HTMLElement[]} */
   items() {
-    return [...this.list.querySelectorAll(':scope > .comment')];
+    return [.../** @type {NodeListOf<HTMLElement>} */ (this.list.querySelectorAll(':scope > .comment'))];
   }
 
   /** @param {string} id */
@@ -1412,7 +1417,7 @@ export class DomView {
     }
     const meta = el(doc, 'div', 'comment-meta');
     const author = el(doc, c.author.id ? 'a' : 'span', 'comment-author', c.author.name || c.author.id);
-    if (c.author.id) author.href = `/view/user/profile/${encodeURIComponent(c.author.id)}`;
+    if (c.author.id) /** @type {HTMLAnchorElement} */ (author).href = `/view/user/profile/${encodeURIComponent(c.author.id)}`;
     const time = el(doc, 'time', 'comment-time');
     time.dateTime = c.createdAt;
     this.fillTime(time);
@@ -1483,7 +1488,7 @@ export class DomView {
 
   /** @param {HTMLElement} li @param {Comment} c */
   fillEdited(li, c) {
-    const edited = li.querySelector('.comment-edited');
+    const edited = /** @type {HTMLElement | null} */ (li.querySelector('.comment-edited'));
     if (!edited) return;
     edited.hidden = !c.editedAt;
     if (c.editedAt) {
