@@ -19,7 +19,7 @@ OUT=$ROOT/target/bench/profile-$MODE-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 SECRET=profile-secret-$$
 LOAD=$CARGO_TARGET_DIR/release/gateway-load
-GW=$CARGO_TARGET_DIR/release/comments-gateway
+GW=${GW_BIN:-$CARGO_TARGET_DIR/release/comments-gateway}
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -p comments-gateway -p loadtest >"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
 fi

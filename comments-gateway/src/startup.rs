@@ -230,6 +230,7 @@ impl Application {
             )),
             mongo_up,
         });
+        state.hub.attach(state.transport.clone());
         {
             let transport = state.transport.clone();
             let cancel = background_cancel.clone();
@@ -306,7 +307,6 @@ impl Application {
             result = &mut server => Some(result),
         };
         state.shutdown.cancel();
-        state.hub.shut_down_all();
         state.transport.shut_down_all();
         state.tracker.close();
         if tokio::time::timeout(crate::transport::CLOSE_GRACE, state.tracker.wait())

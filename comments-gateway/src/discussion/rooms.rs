@@ -36,7 +36,8 @@ pub enum ChangeKind {
 
 struct Member {
     conn: ConnTx,
-    user: Option<UserRef>,
+    /// Boxed: a room may hold many thousands of members, most of them anonymous.
+    user: Option<Box<UserRef>>,
     /// Until its `subscribed` went out.
     joining: bool,
 }
@@ -187,7 +188,7 @@ impl Rooms {
         });
         entry.members.entry(id).or_insert(Member {
             conn,
-            user,
+            user: user.map(Box::new),
             joining: true,
         });
     }
@@ -207,7 +208,7 @@ impl Rooms {
         let mut changed = false;
         if member.joining {
             member.joining = false;
-            changed = entry.readers.add(member.user.as_ref(), now_ms);
+            changed = entry.readers.add(member.user.as_deref(), now_ms);
         }
         if changed {
             entry.local_dirty = true;
@@ -240,7 +241,7 @@ impl Rooms {
             return;
         };
         entry.awaiting_first.retain(|c| *c != id);
-        let changed = !member.joining && entry.readers.remove(member.user.as_ref());
+        let changed = !member.joining && entry.readers.remove(member.user.as_deref());
         if entry.members.is_empty() {
             rooms.remove(room);
             if self.shared {
@@ -287,7 +288,7 @@ impl Rooms {
             return;
         };
         for member in entry.members.values() {
-            let other = member.user.as_ref().is_none_or(|u| u.id != from);
+            let other = member.user.as_deref().is_none_or(|u| u.id != from);
             if other && !member.joining {
                 member.conn.push(frame.clone(), &self.metrics);
             }

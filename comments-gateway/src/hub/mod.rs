@@ -25,7 +25,7 @@ use crate::bus::{BusListener, SharedBus};
 use crate::metrics::GatewayMetrics;
 use crate::sequencer::{Change, Event, Sequencer};
 use crate::store::{Page, Slice, Store};
-use crate::transport::ConnTx;
+use crate::transport::{ConnTx, Transport};
 
 /// A connection's id inside this instance.
 pub use crate::transport::ConnId;
@@ -61,9 +61,7 @@ struct Room {
 #[derive(Default)]
 struct State {
     rooms: HashMap<RoomId, Room>,
-    conns: HashMap<ConnId, ConnTx>,
     next_generation: u64,
-    shutting_down: bool,
 }
 
 struct Inner {
@@ -75,6 +73,8 @@ struct Inner {
     joining_max: usize,
     runtime: tokio::runtime::Handle,
     tasks: tokio_util::task::TaskTracker,
+    /// Every local connection (notices without a room), once attached.
+    everyone: std::sync::OnceLock<Arc<Transport>>,
 }
 
 /// Cloneable handle to the hub.
@@ -114,6 +114,7 @@ impl Hub {
                 joining_max,
                 runtime: tokio::runtime::Handle::current(),
                 tasks,
+                everyone: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -128,28 +129,15 @@ impl Hub {
         self.inner.runtime.spawn(fut);
     }
 
-    /// Registers a connection (for notices to everyone, and the shutdown).
-    pub fn register(&self, id: ConnId, conn: ConnTx) {
-        let mut state = self.lock();
-        if state.shutting_down {
-            conn.shut_down();
-        }
-        state.conns.insert(id, conn);
-    }
-
-    /// Asks every connection, present and future, to close with 1001.
-    pub fn shut_down_all(&self) {
-        let mut state = self.lock();
-        state.shutting_down = true;
-        for conn in state.conns.values() {
-            conn.shut_down();
-        }
+    /// The transport's registry of connections, for notices to every connection (the one
+    /// registry of connections; the hub keeps only room memberships).
+    pub fn attach(&self, transport: Arc<Transport>) {
+        let _ = self.inner.everyone.set(transport);
     }
 
     /// Removes a connection from every room it is in.
     pub fn unregister<'a>(&self, id: ConnId, rooms: impl IntoIterator<Item = &'a RoomId>) {
         let mut state = self.lock();
-        state.conns.remove(&id);
         for room in rooms {
             self.remove_member(&mut state, room, id);
         }
@@ -352,16 +340,12 @@ impl Hub {
                 }
             }
             None => {
-                for conn in state.conns.values() {
-                    conn.push(frame.clone(), &self.inner.metrics);
+                drop(state);
+                if let Some(transport) = self.inner.everyone.get() {
+                    transport.broadcast(&frame, &self.inner.metrics);
                 }
             }
         }
-    }
-
-    /// Local connections.
-    pub fn connection_count(&self) -> usize {
-        self.lock().conns.len()
     }
 
     /// Rooms currently followed.

@@ -1,7 +1,9 @@
 //! One connection's task: reads client frames (a buffer exists only while a frame is partly
 //! read), hands text to the session, finishes writes the kernel refused, and closes with a reason.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -32,36 +34,107 @@ enum End {
     Gone,
 }
 
+/// An open connection: everything its task holds while the connection idles, kept small
+/// because that is what each idle connection costs. The teardown is boxed and allocated only
+/// when the connection ends.
 struct Connection<S> {
+    transport: Arc<Transport>,
+    id: ConnId,
     tx: ConnTx,
     /// Bytes read but not yet a whole frame; empty (unallocated) between frames.
     buf: BytesMut,
     decoder: Decoder,
     session: S,
-    max_message: usize,
+    /// The connection's span, when tracing records it.
+    span: Option<Box<tracing::Span>>,
 }
 
-/// Runs an upgraded connection until it closes; `read` holds bytes the HTTP layer read past
-/// the upgrade request.
-pub(super) async fn run<S: Session>(
+/// A connection's task: open, then closing.
+pub(super) struct Task<S> {
+    state: State<S>,
+}
+
+enum State<S> {
+    Open(Connection<S>),
+    Closing(Pin<Box<dyn Future<Output = ()>>>),
+    Done,
+}
+
+/// The task of an upgraded connection, registered with `transport`; `read` holds bytes the
+/// HTTP layer read past the upgrade request.
+pub(super) fn run<S: Session + Unpin>(
     transport: Arc<Transport>,
     id: ConnId,
     tx: ConnTx,
     read: BytesMut,
     session: S,
-) {
+    span: tracing::Span,
+) -> Task<S> {
     transport.add(id, tx.clone());
-    let mut conn = Connection {
-        tx,
-        buf: read,
-        decoder: Decoder::default(),
-        session,
-        max_message: transport.max_message,
-    };
-    let end = std::future::poll_fn(|cx| conn.poll(cx)).await;
-    conn.session.closed();
-    transport.remove(id);
-    let Connection { tx, .. } = conn;
+    Task {
+        state: State::Open(Connection {
+            transport,
+            id,
+            tx,
+            buf: read,
+            decoder: Decoder::default(),
+            session,
+            span: (!span.is_disabled()).then(|| Box::new(span)),
+        }),
+    }
+}
+
+impl<S: Session + Unpin> Future for Task<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Open(conn) => {
+                    let span = conn.span.take();
+                    let polled = {
+                        let _entered = span.as_deref().map(tracing::Span::enter);
+                        conn.poll(cx)
+                    };
+                    conn.span = span;
+                    let end = std::task::ready!(polled);
+                    let State::Open(conn) = std::mem::replace(&mut this.state, State::Done) else {
+                        unreachable!("the state was open");
+                    };
+                    let Connection {
+                        transport,
+                        id,
+                        tx,
+                        mut session,
+                        span,
+                        ..
+                    } = conn;
+                    {
+                        let _entered = span.as_deref().map(tracing::Span::enter);
+                        session.closed();
+                    }
+                    transport.remove(id);
+                    drop(session);
+                    let teardown = teardown(tx, end);
+                    this.state = State::Closing(match span {
+                        Some(span) => Box::pin(tracing::Instrument::instrument(teardown, *span)),
+                        None => Box::pin(teardown),
+                    });
+                }
+                State::Closing(teardown) => {
+                    std::task::ready!(teardown.as_mut().poll(cx));
+                    this.state = State::Done;
+                    return Poll::Ready(());
+                }
+                State::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+/// Sends the close frame the end calls for, waits (bounded) for the peer's, and lets go.
+async fn teardown(tx: ConnTx, end: End) {
     match end {
         End::Gone => {}
         End::Answer(frame) => {
@@ -134,7 +207,10 @@ impl<S: Session> Connection<S> {
                 return Poll::Pending;
             }
             // Whole messages already read go first.
-            match self.decoder.decode(&mut self.buf, self.max_message) {
+            match self
+                .decoder
+                .decode(&mut self.buf, self.transport.max_message)
+            {
                 Ok(Some(message)) => {
                     if let Some(end) = self.handle(message) {
                         return Poll::Ready(end);

@@ -100,8 +100,9 @@ pub enum DecodeError {
 /// Decoding state of one connection: only a message split over continuation frames is kept.
 #[derive(Default)]
 pub struct Decoder {
-    /// A fragmented message under way: its kind (text or binary) and the payload so far.
-    fragments: Option<(OpCode, BytesMut)>,
+    /// A fragmented message under way: its kind (text or binary) and the payload so far
+    /// (boxed: rare, and every idle connection holds a decoder).
+    fragments: Option<Box<(OpCode, BytesMut)>>,
 }
 
 impl Decoder {
@@ -129,22 +130,24 @@ impl Decoder {
                     if fin {
                         return Ok(Some(message(op, payload)));
                     }
-                    self.fragments = Some((op, payload));
+                    self.fragments = Some(Box::new((op, payload)));
                 }
                 OpCode::Continue => {
-                    let Some((kind, mut joined)) = self.fragments.take() else {
+                    let Some(mut fragments) = self.fragments.take() else {
                         return Err(DecodeError::Protocol(
                             "a continuation without a message".into(),
                         ));
                     };
+                    let joined = &mut fragments.1;
                     if joined.len() + payload.len() > max {
                         return Err(DecodeError::TooLarge);
                     }
                     joined.extend_from_slice(&payload);
                     if fin {
+                        let (kind, joined) = *fragments;
                         return Ok(Some(message(kind, joined)));
                     }
-                    self.fragments = Some((kind, joined));
+                    self.fragments = Some(fragments);
                 }
                 OpCode::Ping => return Ok(Some(Incoming::Ping(payload.freeze()))),
                 OpCode::Pong => return Ok(Some(Incoming::Pong)),

@@ -13,7 +13,7 @@ mod socket;
 mod upgrade;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -57,7 +57,10 @@ pub fn clock() -> u64 {
 
 /// Socket-level state shared by all connections: the registry the heartbeat walks.
 pub struct Transport {
+    /// Every open connection: the one registry (heartbeat, shutdown, notices to everyone).
     conns: Mutex<HashMap<ConnId, ConnTx>>,
+    /// Set by the shutdown: connections that arrive later close at once.
+    shutting_down: AtomicBool,
     next_id: AtomicU64,
     heartbeat: Duration,
     queue_max: usize,
@@ -76,6 +79,7 @@ impl Transport {
     ) -> Self {
         Self {
             conns: Mutex::new(HashMap::new()),
+            shutting_down: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             heartbeat,
             queue_max,
@@ -99,7 +103,11 @@ impl Transport {
     }
 
     fn add(&self, id: ConnId, tx: ConnTx) {
-        self.lock().insert(id, tx);
+        let mut conns = self.lock();
+        if self.shutting_down.load(Ordering::Acquire) {
+            tx.shut_down();
+        }
+        conns.insert(id, tx);
     }
 
     fn remove(&self, id: ConnId) {
@@ -115,10 +123,20 @@ impl Transport {
         self.lock().len()
     }
 
-    /// Closes every connection with 1001 (after what is queued for it).
+    /// Closes every connection, present and future, with 1001 (after what is queued for it).
     pub fn shut_down_all(&self) {
-        for tx in self.lock().values() {
+        let conns = self.lock();
+        self.shutting_down.store(true, Ordering::Release);
+        for tx in conns.values() {
             tx.shut_down();
+        }
+    }
+
+    /// Sends `frame` to every connection (an admin notice without a room).
+    pub fn broadcast(&self, frame: &Frame, metrics: &GatewayMetrics) {
+        let all: Vec<ConnTx> = self.lock().values().cloned().collect();
+        for tx in all {
+            tx.push(frame.clone(), metrics);
         }
     }
 
@@ -138,7 +156,7 @@ impl Transport {
             batch.extend(self.lock().values().cloned());
             let now = clock();
             for tx in batch.drain(..) {
-                if now.saturating_sub(tx.last_seen()) > silent_ms {
+                if tx.silent_for(now) > silent_ms {
                     tx.close_with(Closing::Silent);
                 } else {
                     // Pings are not counted as messages; a full queue means a slow peer.

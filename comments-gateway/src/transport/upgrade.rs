@@ -24,7 +24,7 @@ pub trait Acceptor: Send + Sync + 'static {
     /// What an admitted request carries into its session (the user, a connection-cap slot).
     type Ticket;
     /// The protocol session over a connection.
-    type Session: Session;
+    type Session: Session + Unpin;
 
     /// Checks an upgrade request before the handshake; Err is the HTTP answer (401, 403, 429,
     /// 503). The same check answers a plain `GET /ws` on the HTTP side.
@@ -112,7 +112,7 @@ impl<A: Acceptor> Upgrader<A> {
         let tx = ConnTx::new(parts.io, self.transport.queue_max);
         tracing::info!(status = 101, "WebSocket upgrade");
         let session = self.acceptor.open(ticket, id, tx.clone());
-        let task = connection::run(self.transport.clone(), id, tx, read, session).instrument(span);
+        let task = connection::run(self.transport.clone(), id, tx, read, session, span);
         actix_web::rt::spawn(self.tracker.track_future(task));
     }
 }

@@ -2,8 +2,8 @@
 //! needs no store is answered at once, everything else becomes a request task that answers
 //! through the connection's [`ConnTx`], so the socket's task never waits for the store.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::FutureExt;
@@ -12,7 +12,6 @@ use shared_proto::ws::{
     ServerMessage, UserInfo, Welcome,
 };
 use shared_proto::{Claims, ErrorCode};
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::guard::IpSlot;
@@ -30,10 +29,9 @@ pub struct Connection {
     id: ConnId,
     state: Arc<AppState>,
     user: Option<Arc<Claims>>,
-    /// Rooms subscribed (shared with this connection's request tasks).
-    rooms: Arc<Mutex<HashSet<shared_proto::RoomId>>>,
+    /// Rooms subscribed and requests under way (shared with the request tasks).
+    shared: Arc<Shared>,
     out: ConnTx,
-    in_flight: Arc<Semaphore>,
     /// The connection's place in its address's count, given back when it closes.
     slot: Option<IpSlot>,
 }
@@ -47,15 +45,13 @@ impl Connection {
         user: Option<Claims>,
         slot: IpSlot,
     ) -> Self {
-        state.hub.register(id, out.clone());
         state.metrics.connections.inc();
         let conn = Connection {
             id,
             state,
             user: user.map(Arc::new),
-            rooms: Arc::new(Mutex::new(HashSet::new())),
+            shared: Arc::default(),
             out,
-            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             slot: Some(slot),
         };
         let welcome = ServerMessage::Welcome(Welcome {
@@ -111,7 +107,7 @@ impl Session for Connection {
 
     fn closed(&mut self) {
         {
-            let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            let rooms = self.shared.rooms();
             self.state.hub.unregister(self.id, rooms.iter());
             for room in rooms.iter() {
                 self.state.discussions.leave(room, self.id);
@@ -140,11 +136,7 @@ impl Connection {
                 return;
             }
             ClientMessage::Unsubscribe(RoomOnly { room }) => {
-                let removed = self
-                    .rooms
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&room);
+                let removed = self.shared.remove_room(&room);
                 if removed {
                     self.state.hub.leave(&room, self.id);
                     self.state.discussions.leave(&room, self.id);
@@ -155,7 +147,7 @@ impl Connection {
             ClientMessage::Subscribe(sub) => {
                 let room = sub.room.clone();
                 let already = {
-                    let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut rooms = self.shared.rooms();
                     let already = rooms.contains(&room);
                     if !already && rooms.len() >= MAX_ROOMS_PER_CONNECTION {
                         drop(rooms);
@@ -168,7 +160,10 @@ impl Connection {
                         );
                         return;
                     }
-                    rooms.insert(room.clone());
+                    if !already {
+                        rooms.reserve_exact(1);
+                        rooms.push(room.clone());
+                    }
                     already
                 };
                 // Joined here, in frame order, so a post right behind it counts as subscribed.
@@ -183,11 +178,7 @@ impl Connection {
                 }
             }
             ClientMessage::Post(post) => {
-                let subscribed = self
-                    .rooms
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&post.room);
+                let subscribed = self.shared.rooms().contains(&post.room);
                 if self.user.is_some() && !subscribed {
                     self.error(
                         reference,
@@ -213,7 +204,7 @@ impl Connection {
             },
             ClientMessage::History(history) => Request::History(history),
         };
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+        let Some(permit) = Permit::take(&self.shared) else {
             if let Request::Subscribe { sub, already, .. } = &request {
                 self.undo_subscribe(&sub.room, *already);
             }
@@ -229,7 +220,7 @@ impl Connection {
             id: self.id,
             out: self.out.clone(),
             user: self.user.clone(),
-            rooms: self.rooms.clone(),
+            shared: self.shared.clone(),
         };
         let task = request
             .run(ctx, reference)
@@ -242,10 +233,7 @@ impl Connection {
         if already {
             self.state.hub.cancel_join(room, self.id);
         } else {
-            self.rooms
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(room);
+            self.shared.remove_room(room);
             self.state.hub.leave(room, self.id);
             self.state.discussions.leave(room, self.id);
         }
@@ -256,14 +244,59 @@ impl Connection {
         if self.user.is_none() {
             return Err(GatewayError::Unauthorized(format!("sign in to {what}")));
         }
-        let subscribed = self
-            .rooms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(room);
+        let subscribed = self.shared.rooms().contains(room);
         if !subscribed {
             return Err(GatewayError::NotSubscribed);
         }
         Ok(())
+    }
+}
+
+/// What a connection shares with its request tasks: its rooms (a short list: at most
+/// [`MAX_ROOMS_PER_CONNECTION`], most often one) and how many requests run.
+#[derive(Default)]
+pub(super) struct Shared {
+    rooms: Mutex<Vec<shared_proto::RoomId>>,
+    in_flight: AtomicU32,
+}
+
+impl Shared {
+    /// The rooms subscribed.
+    pub(super) fn rooms(&self) -> MutexGuard<'_, Vec<shared_proto::RoomId>> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets `room`; true if it was subscribed.
+    pub(super) fn remove_room(&self, room: &shared_proto::RoomId) -> bool {
+        let mut rooms = self.rooms();
+        let Some(at) = rooms.iter().position(|r| r == room) else {
+            return false;
+        };
+        rooms.swap_remove(at);
+        if rooms.is_empty() {
+            *rooms = Vec::new();
+        }
+        true
+    }
+}
+
+/// One of the [`MAX_IN_FLIGHT`] requests a connection may run at once; given back on drop.
+struct Permit(Arc<Shared>);
+
+impl Permit {
+    fn take(shared: &Arc<Shared>) -> Option<Self> {
+        let before = shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        if before as usize >= MAX_IN_FLIGHT {
+            shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(shared.clone()))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

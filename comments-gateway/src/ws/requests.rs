@@ -1,8 +1,7 @@
 //! Requests that wait for the store, each run as its own task off the connection loop and
 //! answered through the connection's queue.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::transport::Frame;
 use shared_proto::ws::{
@@ -29,7 +28,7 @@ pub(super) struct Ctx {
     pub(super) id: ConnId,
     pub(super) out: ConnTx,
     pub(super) user: Option<Arc<Claims>>,
-    pub(super) rooms: Arc<Mutex<HashSet<RoomId>>>,
+    pub(super) shared: Arc<super::connection::Shared>,
 }
 
 impl Ctx {
@@ -96,10 +95,7 @@ async fn subscribe(
         if already {
             ctx.state.hub.cancel_join(&room, ctx.id);
         } else {
-            ctx.rooms
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&room);
+            ctx.shared.remove_room(&room);
             ctx.state.hub.leave(&room, ctx.id);
             ctx.state.discussions.leave(&room, ctx.id);
         }
