@@ -28,6 +28,7 @@ impl Role {
 
 /// Token claims: `sub` (username), `name` (full name), `role`, `exp` (Unix seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Claims {
     /// The username.
     pub sub: Username,

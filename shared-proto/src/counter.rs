@@ -13,6 +13,7 @@ pub const MAX_IDS: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CountResponse {
     /// The book.
     pub book_id: BookId,
@@ -23,6 +24,7 @@ pub struct CountResponse {
 /// `{"counts": {"1": 8, "2": 0}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CountsResponse {
     /// Count per requested id.
     pub counts: BTreeMap<String, u64>,

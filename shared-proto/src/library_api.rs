@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Book {
     /// Sequential numeric id; as a string it is the book's comment room.
     pub id: u64,
@@ -33,6 +34,7 @@ pub struct Book {
 /// A user as the API shows them (never the password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PublicUser {
     /// Unique username, the user's id.
     pub username: String,
@@ -47,6 +49,7 @@ pub struct PublicUser {
 /// `{"user": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserEnvelope {
     /// The user.
     pub user: PublicUser,
@@ -55,6 +58,7 @@ pub struct UserEnvelope {
 /// `{"message": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct MessageBody {
     /// What happened.
     pub message: String,
@@ -75,6 +79,7 @@ pub struct TokenResponse {
 /// `POST /api/v1/user/signup` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SignupRequest {
     /// Wanted username.
     pub username: String,
@@ -89,6 +94,7 @@ pub struct SignupRequest {
 /// `POST /api/v1/user/login` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LoginRequest {
     /// Username.
     pub username: String,

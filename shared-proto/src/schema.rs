@@ -2,7 +2,8 @@
 //! crate (feature `schema`):
 //!
 //! - [`json_schemas`]: JSON Schemas (draft-07, by `schemars` from the serde derives) of every
-//!   WebSocket frame, message payload and shared body; checked in as `docs/schemas/wire.schema.json`;
+//!   WebSocket frame and message payload, the HTTP bodies the services share and the gateway
+//!   token's claims; checked in as `docs/schemas/wire.schema.json`;
 //! - [`asyncapi`]: the AsyncAPI 3.0 document of the gateway's `/ws`, whose message payloads are
 //!   those schemas; checked in as `docs/asyncapi.json`;
 //! - [`typescript`]: TypeScript declarations of the same types, translated from the schemas;
@@ -80,6 +81,16 @@ pub fn definitions() -> Map<String, Value> {
     add::<PresenceCounts>(&mut generator);
     add::<ErrorBody>(&mut generator);
     add::<TokenResponse>(&mut generator);
+    // The HTTP bodies the services share (their OpenAPI documents describe the calls) and
+    // the gateway token's claims.
+    add::<crate::library_api::Book>(&mut generator);
+    add::<crate::library_api::UserEnvelope>(&mut generator);
+    add::<crate::library_api::MessageBody>(&mut generator);
+    add::<crate::library_api::SignupRequest>(&mut generator);
+    add::<crate::library_api::LoginRequest>(&mut generator);
+    add::<crate::counter::CountResponse>(&mut generator);
+    add::<crate::counter::CountsResponse>(&mut generator);
+    add::<crate::auth::Claims>(&mut generator);
     add::<crate::ids::ClientId>(&mut generator);
     add::<crate::ids::CommentId>(&mut generator);
     add::<crate::ids::Username>(&mut generator);
@@ -219,6 +230,44 @@ fn rewrite_refs(value: &mut Value, from: &str, to: &str) {
     }
 }
 
+/// The definitions `roots` refer to, directly or not (the roots included).
+fn reachable(definitions: &Map<String, Value>, roots: &[&str]) -> Map<String, Value> {
+    let mut wanted: Vec<String> = roots.iter().map(|r| (*r).to_owned()).collect();
+    let mut found = Map::new();
+    while let Some(name) = wanted.pop() {
+        if found.contains_key(&name) {
+            continue;
+        }
+        let Some(schema) = definitions.get(&name) else {
+            continue;
+        };
+        let mut refs = Vec::new();
+        collect_refs(schema, &mut refs);
+        wanted.extend(
+            refs.iter()
+                .filter_map(|r| r.strip_prefix("#/definitions/"))
+                .map(str::to_owned),
+        );
+        found.insert(name, schema.clone());
+    }
+    found
+}
+
+fn collect_refs(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", Value::String(r)) => found.push(r.clone()),
+                    _ => collect_refs(v, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, found)),
+        _ => {}
+    }
+}
+
 /// The AsyncAPI key of a message: `client.<type>` or `server.<type>`.
 pub fn message_key(side: &str, kind: &str) -> String {
     format!("{side}.{kind}")
@@ -235,9 +284,17 @@ fn description_of(definitions: &Map<String, Value>, name: &str) -> String {
 
 /// The AsyncAPI 3.0 document of `/ws`.
 pub fn asyncapi() -> Value {
-    let definitions = definitions();
+    let definitions = reachable(
+        &definitions(),
+        &[
+            "ClientFrame",
+            "ClientMessage",
+            "ServerFrame",
+            "ServerMessage",
+        ],
+    );
     let prefix = "#/components/schemas/";
-    let mut schemas = Value::Object(definitions.clone());
+    let mut schemas = Value::Object(definitions);
     rewrite_refs(&mut schemas, "#/definitions/", prefix);
     let Value::Object(schemas) = schemas else {
         return Value::Null;

@@ -440,3 +440,71 @@ proptest! {
         prop_assert_eq!(validator("Emoji").is_valid(&json!(value)), parses && !bare_heart);
     }
 }
+
+#[test]
+fn shared_bodies_serde_writes_are_valid() {
+    use shared_proto::counter::{CountResponse, CountsResponse};
+    use shared_proto::library_api::{Book, TokenResponse};
+    let book = Book {
+        id: 1,
+        title: "Война и мир".into(),
+        authors: "Лев Толстой".into(),
+        description: String::new(),
+        favorite: 1,
+        file_name_cover: "c.png".into(),
+        file_original_cover: "cover.png".into(),
+        file_name_book: String::new(),
+        file_original_book: String::new(),
+        views: None,
+    };
+    let cases = [
+        ("Book", serde_json::to_value(&book)),
+        (
+            "Book",
+            serde_json::to_value(Book {
+                views: Some(3),
+                ..book.clone()
+            }),
+        ),
+        (
+            "CountResponse",
+            serde_json::to_value(CountResponse {
+                book_id: "1".parse().expect("id"),
+                count: 8,
+            }),
+        ),
+        (
+            "CountsResponse",
+            serde_json::to_value(CountsResponse {
+                counts: [("1".to_owned(), 8)].into_iter().collect(),
+            }),
+        ),
+        (
+            "TokenResponse",
+            serde_json::to_value(TokenResponse {
+                token: "t".into(),
+                expires_at: "2026-01-01T00:00:00.000Z".into(),
+            }),
+        ),
+        (
+            "ErrorBody",
+            serde_json::to_value(shared_proto::ErrorBody::new(ErrorCode::NotFound, "no")),
+        ),
+        (
+            "Claims",
+            serde_json::to_value(shared_proto::Claims {
+                sub: Username::parse("JD").expect("name"),
+                name: "John Doe".into(),
+                role: Role::User,
+                exp: 1,
+                iat: None,
+            }),
+        ),
+    ];
+    for (name, value) in cases {
+        let value = value.expect("serialises");
+        let problems = errors(validator(name), &value);
+        assert!(problems.is_empty(), "{name} {value}: {problems:?}");
+    }
+    assert!(!validator("Book").is_valid(&json!({"id": "1"})));
+}

@@ -28,6 +28,47 @@ export type Author = {
   name: string;
 };
 
+/** A book as the API returns it. */
+export type Book = {
+  /** Authors, free text. */
+  authors: string;
+  /** Description, free text. */
+  description: string;
+  /** A number (the original app's "favorite" field). */
+  favorite: number;
+  /** Stored book file name, empty when none. */
+  fileNameBook: string;
+  /** Stored cover file name (under the uploads folder), empty when none. */
+  fileNameCover: string;
+  /** The book file's original name (used for downloads). */
+  fileOriginalBook: string;
+  /** The cover's original file name. */
+  fileOriginalCover: string;
+  /** Sequential numeric id; as a string it is the book's comment room. */
+  id: number;
+  /** Title. */
+  title: string;
+  /** View count from `counter`, when it answered. */
+  views?: number | null;
+};
+
+/** A book id: 1..64 letters, digits, '_' and '-'. */
+export type BookId = string;
+
+/** Token claims: `sub` (username), `name` (full name), `role`, `exp` (Unix seconds). */
+export type Claims = {
+  /** Expiry, Unix seconds. */
+  exp: number;
+  /** Issued at, Unix seconds. */
+  iat?: number | null;
+  /** The user's full name, shown beside their comments. */
+  name: string;
+  /** What the user may do. */
+  role: Role;
+  /** The username. */
+  sub: Username;
+};
+
 /** A decoded client frame. */
 export type ClientFrame = ({
   /** Echoed in the reply. */
@@ -142,6 +183,22 @@ export type CommentId = string;
 /** Comment text: 1..2000 Unicode code points after trimming (empty: bad_request, longer: too_large); plain text, never HTML. */
 export type CommentText = string;
 
+/** `{"bookId": "1", "count": 8}`. */
+export type CountResponse = {
+  /** The book. */
+  bookId: BookId;
+  /** Its view count. */
+  count: number;
+};
+
+/** `{"counts": {"1": 8, "2": 0}}`. */
+export type CountsResponse = {
+  /** Count per requested id. */
+  counts: {
+    [key: string]: number;
+  };
+};
+
 /** `delete {room, id}`. */
 export type Delete = {
   /** The comment's id. */
@@ -213,6 +270,20 @@ export type HistoryPage = {
   room: RoomId;
 };
 
+/** `POST /api/v1/user/login` body. */
+export type LoginRequest = {
+  /** Password. */
+  password: string;
+  /** Username. */
+  username: string;
+};
+
+/** `{"message": "..."}`. */
+export type MessageBody = {
+  /** What happened. */
+  message: string;
+};
+
 /** The signed-in user's own reactions: comment id -> the emoji this user gave it, each once (only comments of the reply with at least one; `{}` when none). */
 export type Mine = {
   [key: string]: Emoji[];
@@ -259,6 +330,18 @@ export type PresenceCounts = {
   readers: number;
   /** The signed-in readers, at most [`MAX_PRESENCE_USERS`], earliest first. */
   users: UserRef[];
+};
+
+/** A user as the API shows them (never the password hash). */
+export type PublicUser = {
+  /** Sign-up time, RFC 3339. */
+  created: string;
+  /** E-mail address. */
+  email: string;
+  /** Full name. */
+  fullname: string;
+  /** Unique username, the user's id. */
+  username: string;
 };
 
 /** `react {room, id, emoji, on}`: give (`on: true`) or take back (`on: false`) a reaction. */
@@ -401,6 +484,18 @@ export type ServerMessage = {
   type: "presence";
 };
 
+/** `POST /api/v1/user/signup` body. */
+export type SignupRequest = {
+  /** E-mail address. */
+  email: string;
+  /** Full name. */
+  fullname: string;
+  /** Password in clear (hashed before storing). */
+  password: string;
+  /** Wanted username. */
+  username: string;
+};
+
 /** `subscribe {room, since?, limit?}`. */
 export type Subscribe = {
   /** Latest N (1..=200) when `since` is absent. */
@@ -437,6 +532,12 @@ export type Typing = {
   room: RoomId;
   /** Who is typing. */
   user: UserRef;
+};
+
+/** `{"user": {...}}`. */
+export type UserEnvelope = {
+  /** The user. */
+  user: PublicUser;
 };
 
 /** The connection's user in `welcome`: `{id, name, role}`. */
