@@ -35,6 +35,13 @@
 #             19,700 connections (3 load processes), for our gateway (embedded; and Redis + the
 #             Mongo-wire test server), Bun and Node `ws` (TABLE_SECS per fan-out, default 10;
 #             TABLE_IDLE=0 skips the idle column; TABLE_REDIS=0 skips the Redis + Mongo row)
+#   typing    issue 10: does presence and typing cost anything at 1,000 signed-in subscribers x
+#             100 posts/s? The same fan-out with 0 and with 100 typing users (each sends `typing`
+#             every TYPING_EVERY s, default 1; the server relays one per user and room per 2 s),
+#             interleaved TYPING_RUNS times (default 2) on one gateway, TYPING_SECS each (default
+#             15); prints CPU us per delivered comment, p99 and typing frames delivered per second
+#             with the load average (`--typing` runs only this; TYPING_BEFORE=path/to/an/older/
+#             comments-gateway runs that build interleaved with this one, for a before/after)
 #
 # Everything runs against 127.0.0.0/8 only; every run is bounded in time.
 set -euo pipefail
@@ -58,7 +65,8 @@ while [ $# -gt 0 ]; do
     --only) ONLY=$2; shift ;;
     --node-only) ONLY=node ;;
     --table) ONLY=table ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    --typing) ONLY=typing ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -133,7 +141,7 @@ check_quiet() {
 
 # ---------------------------------------------------------------- build
 if [ "$BUILD" = 1 ]; then
-  if want fanout || want sweep || want fanout5k || want idle || want idlemax || want growth || want redis2 || want table; then
+  if want fanout || want sweep || want fanout5k || want idle || want idlemax || want growth || want redis2 || want table || want typing; then
     echo "building comments-gateway and gateway-load (release) ..." >&2
     cargo build --release -p comments-gateway -p loadtest >"$LOG_DIR/build.log" 2>&1 || {
       tail -30 "$LOG_DIR/build.log" >&2; exit 1; }
@@ -142,7 +150,7 @@ if [ "$BUILD" = 1 ]; then
   fi
 fi
 LOAD=$CARGO_TARGET_DIR/release/gateway-load
-GW_BIN=$CARGO_TARGET_DIR/release/comments-gateway
+GW_BIN=${GW_BIN:-$CARGO_TARGET_DIR/release/comments-gateway}  # GW_BIN=path: another build (before/after)
 [ -x "$LOAD" ] || { echo "missing $LOAD" >&2; exit 1; }
 
 # ---------------------------------------------------------------- servers
@@ -366,6 +374,29 @@ if want table; then
   fi
 fi
 
+if want typing; then
+  [ -x "$GW_BIN" ] || { echo "missing $GW_BIN" >&2; exit 1; }
+  TS=${TYPING_SECS:-15}
+  # TYPING_BEFORE=path: another gateway build, run interleaved with this one (before/after)
+  builds=("$GW_BIN")
+  [ -n "${TYPING_BEFORE:-}" ] && builds+=("$TYPING_BEFORE")
+  this_bin=$GW_BIN
+  for run in $(seq 1 "${TYPING_RUNS:-2}"); do
+    for bin in "${builds[@]}"; do
+      GW_BIN=$bin
+      name=this; [ "$bin" = "$this_bin" ] || name=before
+      start_gateway "gateway-typing-$name"
+      for typers in 0 100; do
+        load "typing $name $typers typers run $run (load $(load_avg))" run --url "$SRV_URL" --server-pid "$SRV_PID" \
+          --connections 1000 --posters 10 --rate 100 --duration "$TS" --drain 3 \
+          --typing "$typers" --typing-every "${TYPING_EVERY:-1}" >/dev/null || true
+      done
+      stop_pid "$SRV_PID"
+    done
+  done
+  GW_BIN=$this_bin
+fi
+
 # ---------------------------------------------------------------- table
 python3 - "$RESULTS" >"$TABLE" <<'PY'
 import json, sys
@@ -393,6 +424,23 @@ for r in rows:
               f"{'n/a' if rss is None else f'{rss:.0f} B ({rss/1024:.2f} KiB)'} per connection, failures {r['connect_failures']}")
     elif r.get("mode") == "sweep":
         print(f"{r['label'][:60]:<60} {r['best_rate']} posts/s x {r['subscribers']}")
+# Issue 10's typing comparison (scenario `typing`): the same fan-out without and with typers.
+ty = [r for r in rows if r.get("mode") == "run" and r.get("label", "").startswith("typing ")]
+if ty:
+    print()
+    print("| run | typers | comments delivered/s | CPU us per delivered comment | p99 ms | typing frames delivered/s | loss | server CPU % |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in ty:
+        cpu = r.get("server_cpu_us_per_delivery")
+        pct = r.get("server_cpu_pct")
+        print(f"| {r['label']} | {r['typers']} | {r['delivered_per_sec']:.0f} | {'n/a' if cpu is None else f'{cpu:.2f}'} | "
+              f"{r['latency']['p99_us']/1000:.1f} | {r['typing_received']/r['duration']:.0f} | {r['losses']} | {'n/a' if pct is None else f'{pct:.0f}'} |")
+    for build in ("this", "before"):
+        for n in (0, 100):
+            c = [r["server_cpu_us_per_delivery"] for r in ty
+                 if r["typers"] == n and r["label"].startswith(f"typing {build} ") and r.get("server_cpu_us_per_delivery")]
+            if c:
+                print(f"{build}: mean CPU us per delivered comment with {n} typers: {sum(c)/len(c):.2f} over {len(c)} run(s)")
 # The transport issue's table (scenario `table`): one row per server, from this run.
 t = {r["label"]: r for r in rows if r.get("label", "").startswith("table ")}
 if t:
