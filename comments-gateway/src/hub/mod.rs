@@ -20,7 +20,7 @@ use shared_proto::{Comment, RoomId};
 use tokio::sync::oneshot;
 
 use self::member::Member;
-use self::ring::{RING_BYTES, RING_COMMENTS, Ring};
+use self::ring::{RING_BYTES, RING_COMMENTS, RING_PREFILL, Ring};
 use crate::bus::{BusListener, SharedBus};
 use crate::metrics::GatewayMetrics;
 use crate::sequencer::{Change, Event, Sequencer};
@@ -453,10 +453,24 @@ impl Hub {
             let _ = tokio::time::timeout(FOLLOW_WAIT, followed).await;
         }
         let max = self.inner.store.max_seq(room).await;
+        // The newest comments fill the ring (read after max: see Ring::prefill). Updates
+        // that arrive meanwhile are held by the sequencer until its start and applied after.
+        let recent = match max {
+            Ok(_) => {
+                let slice = Slice::Latest {
+                    limit: RING_PREFILL,
+                };
+                self.inner.store.read(room, slice).await.ok()
+            }
+            Err(_) => None,
+        };
         self.with_room(room, generation, |entry, metrics| match max {
             Ok(max) => {
                 let out = entry.sequencer.start(max);
                 entry.ring.reset(max + 1);
+                if let Some(recent) = &recent {
+                    entry.ring.prefill(recent, max);
+                }
                 deliver(entry, out, metrics);
                 for waiter in entry.waiters.drain(..) {
                     let _ = waiter.send(true);

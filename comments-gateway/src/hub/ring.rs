@@ -17,6 +17,9 @@ use crate::store::Page;
 pub const RING_COMMENTS: usize = 1000;
 /// Most text bytes (comment texts) a room keeps in memory.
 pub const RING_BYTES: usize = 512 * 1024;
+/// Comments read from the store when a room starts, to fill its ring (a restarted instance
+/// then answers resumes and refreshes from memory at once, not after the room's next 1,000).
+pub const RING_PREFILL: u32 = 200;
 
 #[derive(Debug)]
 struct Entry {
@@ -60,6 +63,34 @@ impl Ring {
         self.bytes = 0;
         self.lo = next;
         self.next = next;
+    }
+
+    /// Right after [`Ring::reset`]`(max + 1)` at the room's start: `page` is the store's newest
+    /// comments read after `max` (so it holds every stored comment from its first seq on, and
+    /// perhaps some above `max` that the live stream brings). Those up to `max` go in; the ring
+    /// then covers from the page's first seq (from seq 1 when nothing older exists).
+    pub fn prefill(&mut self, page: &Page, max: u64) {
+        if !self.started() || !self.entries.is_empty() || self.next != max + 1 {
+            return;
+        }
+        for comment in page.comments.iter().filter(|c| c.seq <= max) {
+            self.bytes += comment.text.len();
+            self.entries.push_back(Entry {
+                comment: Arc::new(comment.clone()),
+                text_rev: 0,
+                reactions_rev: 0,
+            });
+        }
+        self.lo = match (page.more, page.comments.first()) {
+            (false, _) => 1,
+            (true, Some(first)) => first.seq.min(max + 1),
+            (true, None) => max + 1,
+        };
+        while self.entries.len() > self.max_comments
+            || (self.bytes > self.max_bytes && !self.entries.is_empty())
+        {
+            self.evict();
+        }
     }
 
     /// True once [`Ring::reset`] gave it a starting point.
@@ -304,6 +335,33 @@ mod tests {
             page.comments[0].reactions, reactions,
             "a stale edit does not bring old counts back"
         );
+    }
+
+    #[test]
+    fn a_start_prefills_from_the_store_up_to_its_max() {
+        let page = |seqs: &[u64], more| Page {
+            comments: seqs.iter().map(|&s| comment(s)).collect(),
+            more,
+        };
+        // The store's newest 3 were 5, 7, 8 (6 deleted), read after max = 7: 8 comes live.
+        let mut ring = Ring::new(100, 1 << 20);
+        ring.reset(8);
+        ring.prefill(&page(&[5, 7, 8], true), 7);
+        assert!(ring.after(3, 500).is_none(), "4 and below are the store's");
+        assert_eq!(seqs(&ring.after(4, 500).expect("covered")), [5, 7]);
+        ring.take(&[c(8)]);
+        assert_eq!(seqs(&ring.after(4, 500).expect("covered")), [5, 7, 8]);
+        // Nothing older: it covers the room from its start.
+        let mut ring = Ring::new(100, 1 << 20);
+        ring.reset(3);
+        ring.prefill(&page(&[1, 2], false), 2);
+        assert_eq!(seqs(&ring.latest(50).expect("whole room")), [1, 2]);
+        // Bounded like the rest.
+        let mut ring = Ring::new(2, 1 << 20);
+        ring.reset(4);
+        ring.prefill(&page(&[1, 2, 3], false), 3);
+        assert_eq!(ring.len(), 2);
+        assert_eq!(ring.lo(), 2);
     }
 
     #[test]
