@@ -44,7 +44,7 @@ pub fn files() -> Vec<(&'static str, String)> {
 
 fn pretty(value: &Value) -> String {
     // Serializing a Value cannot fail.
-    serde_json::to_string_pretty(value).unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&sorted(value.clone())).unwrap_or_default() + "\n"
 }
 
 /// The request each client message answers with (besides `error`), for the AsyncAPI replies.
@@ -95,7 +95,25 @@ pub fn definitions() -> Map<String, Value> {
     add::<crate::ids::CommentId>(&mut generator);
     add::<crate::ids::Username>(&mut generator);
     add::<crate::comment::CommentText>(&mut generator);
-    generator.take_definitions(true)
+    match sorted(Value::Object(generator.take_definitions(true))) {
+        Value::Object(definitions) => definitions,
+        _ => Map::new(),
+    }
+}
+
+/// `value` with every object's keys in sorted order, whatever the map type serde_json was
+/// built with (its `preserve_order` feature, which another crate of the workspace may turn on,
+/// keeps insertion order), so the generated files are the same in every build.
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// The JSON Schema bundle: every definition, and at the root "a frame, either way".
