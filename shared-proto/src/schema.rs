@@ -36,15 +36,15 @@ pub const REGENERATE: &str = "cargo run -p shared-proto --features schema --exam
 /// The generated files: `(path relative to the workspace root, contents)`.
 pub fn files() -> Vec<(&'static str, String)> {
     vec![
-        (JSON_SCHEMA_PATH, pretty(&json_schemas())),
-        (ASYNCAPI_PATH, pretty(&asyncapi())),
+        (JSON_SCHEMA_PATH, pretty(json_schemas())),
+        (ASYNCAPI_PATH, pretty(asyncapi())),
         (TYPESCRIPT_PATH, typescript()),
     ]
 }
 
-fn pretty(value: &Value) -> String {
+fn pretty(value: Value) -> String {
     // Serializing a Value cannot fail.
-    serde_json::to_string_pretty(&sorted(value.clone())).unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&sorted(value)).unwrap_or_default() + "\n"
 }
 
 /// The request each client message answers with (besides `error`), for the AsyncAPI replies.
@@ -271,7 +271,8 @@ fn reachable(definitions: &Map<String, Value>, roots: &[&str]) -> Map<String, Va
     found
 }
 
-fn collect_refs(value: &Value, found: &mut Vec<String>) {
+/// Appends every `$ref` found anywhere in `value` to `found`.
+pub fn collect_refs(value: &Value, found: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, v) in map {

@@ -57,21 +57,6 @@ fn checked_in_files_are_current() {
     );
 }
 
-fn refs(value: &Value, found: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map {
-                match (key.as_str(), v) {
-                    ("$ref", Value::String(r)) => found.push(r.clone()),
-                    _ => refs(v, found),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
-        _ => {}
-    }
-}
-
 fn pointer_of(reference: &str) -> &str {
     reference.strip_prefix('#').unwrap_or(reference)
 }
@@ -86,7 +71,7 @@ fn asyncapi_document_hangs_together() {
 
     // Every $ref is local and resolves.
     let mut all = Vec::new();
-    refs(&doc, &mut all);
+    schema::collect_refs(&doc, &mut all);
     assert!(!all.is_empty());
     for reference in &all {
         assert!(reference.starts_with("#/"), "non-local $ref {reference}");

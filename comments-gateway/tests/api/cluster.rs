@@ -21,6 +21,16 @@ fn cluster_backends(cluster: &RedisCluster) -> (Backends, comments_gateway::Sett
     (backends, settings)
 }
 
+/// Two gateway instances on `cluster`, both ready.
+async fn two_ready_gateways(cluster: &RedisCluster) -> (Backends, TestApp, TestApp) {
+    let (backends, settings) = cluster_backends(cluster);
+    let a = spawn_with(settings.clone()).await;
+    let b = spawn_with(settings).await;
+    a.wait_ready_within(200, RECOVERY).await;
+    b.wait_ready_within(200, RECOVERY).await;
+    (backends, a, b)
+}
+
 /// A room name whose channel lives on node `node` (and differs from `not`).
 fn room_on(cluster: &RedisCluster, prefix: &str, node: usize, not: &[String]) -> String {
     (0..10_000)
@@ -92,11 +102,7 @@ fn texts(comments: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_a_cluster_deliver_once_in_order_on_sharded_channels() {
     let cluster = RedisCluster::start(3);
-    let (backends, settings) = cluster_backends(&cluster);
-    let a = spawn_with(settings.clone()).await;
-    let b = spawn_with(settings).await;
-    a.wait_ready_within(200, RECOVERY).await;
-    b.wait_ready_within(200, RECOVERY).await;
+    let (backends, a, b) = two_ready_gateways(&cluster).await;
     let urls = cluster.node_urls();
     // One room on each master.
     let mut rooms: Vec<String> = Vec::new();
@@ -324,11 +330,7 @@ async fn redis_url_and_cluster_nodes_together_are_a_start_up_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_counts_readers_of_both_instances_on_every_shard() {
     let cluster = RedisCluster::start(3);
-    let (backends, settings) = cluster_backends(&cluster);
-    let a = spawn_with(settings.clone()).await;
-    let b = spawn_with(settings).await;
-    a.wait_ready_within(200, RECOVERY).await;
-    b.wait_ready_within(200, RECOVERY).await;
+    let (_backends, a, b) = two_ready_gateways(&cluster).await;
     let mut rooms: Vec<String> = Vec::new();
     for node in 0..3 {
         // The presence keys of a room hash on `{room}`.
@@ -340,7 +342,6 @@ async fn presence_counts_readers_of_both_instances_on_every_shard() {
             .expect("a room on every node");
         rooms.push(room);
     }
-    let _ = backends;
     let mut readers = Vec::new();
     for room in &rooms {
         let mut on_a = a.client(Some(&user_token("JD"))).await;
