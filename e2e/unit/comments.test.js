@@ -676,3 +676,164 @@ test('edits and deletes in flight when the connection drops are reported, not re
     [['editDone', 'id1', false, 'Connection lost; try again.'], ['deleteFailed', 'id2', 'Connection lost; try again.']]);
   assert.equal(env.client.requests.size, 0);
 });
+
+// ---------------------------------------------------------------- subscribe errors: retry on the same socket
+
+const errorsShown = (env) => env.events.filter((e) => e[0] === 'error' || e[0] === 'clearError');
+
+test('backoffDelay with the subscribe retry base and cap: 1 s doubling to at most 30 s', () => {
+  const { SUBSCRIBE_RETRY_BASE_MS: base, SUBSCRIBE_RETRY_MAX_MS: max } = mod;
+  assert.equal(backoffDelay(0, () => 1, base, max), 1000);
+  assert.equal(backoffDelay(0, () => 0, base, max), 500);
+  assert.equal(backoffDelay(2, () => 1, base, max), 4000);
+  assert.equal(backoffDelay(5, () => 1, base, max), 30_000);
+  assert.equal(backoffDelay(40, () => 0, base, max), 15_000);
+  assert.equal(backoffDelay(3, () => 1), 4000, 'the reconnect backoff is unchanged');
+});
+
+test('subscribe answered unavailable: same phase again after the backoff on the same socket, live when it gets through', async () => {
+  const env = makeEnv({ initial: [comment(1), comment(2)] });
+  env.client.start();
+  await flush();
+  const ws = env.sockets[0];
+  ws.emit('welcome', { connectionId: 'c', user: { id: 'JD', name: 'John Doe', role: 'user' }, heartbeatMs: 15000 });
+  const first = ws.last('subscribe');
+  assert.deepEqual(first.payload, { room: '1', since: 2 });
+  ws.emit('error', { code: 'unavailable', message: 'the store does not answer' }, first.ref);
+  assert.equal(env.client.state, 'connecting');
+  assert.deepEqual(errorsShown(env).at(-1),
+    ['error', 'Cannot load live comments: the comments are unavailable right now; trying again in 1 s.']);
+  assert.deepEqual(env.timers.pendingDelays(), [750]); // attempt 0, jitter 0.5
+
+  await env.timers.advance(749);
+  assert.equal(ws.all('subscribe').length, 1, 'not before the backoff');
+  await env.timers.advance(1);
+  assert.equal(ws.all('subscribe').length, 2);
+  const second = ws.last('subscribe');
+  assert.notEqual(second.ref, first.ref);
+  assert.deepEqual(second.payload, { room: '1', since: 2 });
+  assert.equal(env.sockets.length, 1, 'no reconnect for a subscribe error');
+
+  // More than a page missed, and the continuation fails too: `since` is recomputed from lastSeq.
+  ws.emit('subscribed', { room: '1', comments: [comment(3), comment(4)], truncated: true }, second.ref);
+  assert.deepEqual(errorsShown(env).at(-1), ['clearError']);
+  const third = ws.last('subscribe');
+  assert.deepEqual(third.payload, { room: '1', since: 4 });
+  ws.emit('error', { code: 'unavailable', message: 'x' }, third.ref);
+  assert.deepEqual(env.timers.pendingDelays(), [750], 'the backoff restarted after the subscribed');
+  await env.timers.advance(750);
+  const fourth = ws.last('subscribe');
+  assert.deepEqual(fourth.payload, { room: '1', since: 4 });
+  ws.emit('subscribed', { room: '1', comments: [comment(5)], truncated: false }, fourth.ref);
+  assert.equal(env.client.state, 'live');
+  assert.deepEqual(errorsShown(env).at(-1), ['clearError']);
+  assert.deepEqual(env.view.comments.map((c) => c.seq), [1, 2, 3, 4, 5]);
+  assert.deepEqual(ws.last('subscribe').payload, { room: '1', limit: 5 }, 'then the refresh, as after any since');
+  assert.deepEqual(env.timers.pendingDelays(), []);
+});
+
+test('a failed latest is retried as latest, a failed refresh as refresh', async () => {
+  const env = makeEnv();
+  env.client.start();
+  await flush();
+  const ws = env.sockets[0];
+  ws.emit('welcome', { connectionId: 'c', user: null, heartbeatMs: 15000 });
+  ws.emit('error', { code: 'rate_limited', message: 'slow down' }, ws.last('subscribe').ref);
+  assert.deepEqual(errorsShown(env).at(-1), ['error', 'Cannot load live comments: too many requests; trying again in 1 s.']);
+  await env.timers.advance(750);
+  assert.deepEqual(ws.last('subscribe').payload, { room: '1' });
+  ws.emit('subscribed', { room: '1', comments: [comment(1), comment(2)], truncated: false }, ws.last('subscribe').ref);
+  assert.equal(env.client.state, 'live');
+
+  // Reconnect: since, then refresh; the refresh fails and is retried as a refresh.
+  ws.drop();
+  await env.timers.advance(375);
+  const ws2 = env.sockets[1];
+  ws2.emit('welcome', { connectionId: 'c2', user: null, heartbeatMs: 15000 });
+  ws2.emit('subscribed', { room: '1', comments: [], truncated: false }, ws2.last('subscribe').ref);
+  const refresh = ws2.last('subscribe');
+  assert.deepEqual(refresh.payload, { room: '1', limit: 2 });
+  ws2.emit('error', { code: 'internal', message: 'boom.' }, refresh.ref);
+  assert.deepEqual(errorsShown(env).at(-1), ['error', 'Cannot load live comments: boom; trying again in 1 s.']);
+  await env.timers.advance(750);
+  assert.deepEqual(ws2.last('subscribe').payload, { room: '1', limit: 2 });
+  assert.equal(ws2.all('subscribe').length, 3);
+});
+
+test('subscribe retry backoff grows to 30 s with jitter, and restarts once a subscribed arrives', async () => {
+  const env = makeEnv();
+  env.client.start();
+  await flush();
+  const ws = env.sockets[0];
+  ws.emit('welcome', { connectionId: 'c', user: null, heartbeatMs: 15000 });
+  const delays = [];
+  const shown = [];
+  for (let i = 0; i < 8; i += 1) {
+    ws.emit('error', { code: 'unavailable', message: 'x' }, ws.last('subscribe').ref);
+    const [d] = env.timers.pendingDelays();
+    delays.push(d);
+    shown.push(errorsShown(env).at(-1)[1].match(/in (\d+) s\.$/)[1]);
+    await env.timers.advance(d);
+  }
+  assert.deepEqual(delays, [750, 1500, 3000, 6000, 12_000, 22_500, 22_500, 22_500]);
+  assert.deepEqual(shown, ['1', '2', '3', '6', '12', '23', '23', '23']);
+  assert.equal(ws.all('subscribe').length, 1 + 8);
+  assert.equal(env.client.state, 'connecting');
+  ws.emit('subscribed', { room: '1', comments: [], truncated: false }, ws.last('subscribe').ref);
+  assert.equal(env.client.state, 'live');
+  assert.deepEqual(errorsShown(env).at(-1), ['clearError']);
+
+  // The next subscribe error (here on a new connection) starts from 1 s again.
+  ws.drop();
+  await env.timers.advance(375);
+  const ws2 = env.sockets[1];
+  ws2.emit('welcome', { connectionId: 'c2', user: null, heartbeatMs: 15000 });
+  ws2.emit('error', { code: 'unavailable', message: 'x' }, ws2.last('subscribe').ref);
+  assert.deepEqual(env.timers.pendingDelays(), [750]);
+});
+
+test('bad_request, unauthorized and forbidden answers to a subscribe are not retried', async () => {
+  for (const code of ['bad_request', 'unauthorized', 'forbidden']) {
+    const env = makeEnv();
+    env.client.start();
+    await flush();
+    const ws = env.sockets[0];
+    ws.emit('welcome', { connectionId: 'c', user: null, heartbeatMs: 15000 });
+    ws.emit('error', { code, message: 'invalid room' }, ws.last('subscribe').ref);
+    assert.match(errorsShown(env).at(-1)[1], /^Cannot load live comments: /, code);
+    assert.doesNotMatch(errorsShown(env).at(-1)[1], /trying again/, code);
+    assert.deepEqual(env.timers.pendingDelays(), [], code);
+    await env.timers.advance(40_000);
+    assert.equal(ws.all('subscribe').length, 1, code);
+    assert.equal(env.client.state, 'connecting', code);
+    env.client.stop();
+  }
+});
+
+test('a close before the retry fires cancels it: the reconnect subscribes once, no stale retry', async () => {
+  const env = makeEnv({ initial: [comment(1)] });
+  env.client.start();
+  await flush();
+  const ws = env.sockets[0];
+  ws.emit('welcome', { connectionId: 'c', user: null, heartbeatMs: 15000 });
+  ws.emit('error', { code: 'unavailable', message: 'x' }, ws.last('subscribe').ref);
+  assert.deepEqual(env.timers.pendingDelays(), [750]);
+  ws.drop();
+  assert.deepEqual(env.timers.pendingDelays(), [375], 'only the reconnect is left');
+  await env.timers.advance(375);
+  const ws2 = env.sockets[1];
+  ws2.emit('welcome', { connectionId: 'c2', user: null, heartbeatMs: 15000 });
+  assert.deepEqual(ws2.all('subscribe').map((m) => m.payload), [{ room: '1', since: 1 }]);
+  await env.timers.advance(30_000);
+  assert.equal(ws.all('subscribe').length, 1);
+  assert.equal(ws2.all('subscribe').length, 1, 'no retry from the old socket');
+  ws2.emit('subscribed', { room: '1', comments: [], truncated: false }, ws2.last('subscribe').ref);
+  assert.equal(env.client.state, 'live');
+  assert.deepEqual(errorsShown(env).at(-1), ['clearError']);
+
+  // stop() (pagehide) cancels it too.
+  ws2.emit('error', { code: 'unavailable', message: 'x' }, ws2.last('subscribe').ref);
+  assert.equal(env.client.subscribeRetryTimer !== null, true);
+  env.client.stop();
+  assert.deepEqual(env.timers.pendingDelays(), []);
+});

@@ -40,6 +40,11 @@ export const PING_INTERVAL_MS = 25_000;
 export const ACK_TIMEOUT_MS = 10_000;
 export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_MAX_MS = 10_000;
+/** Retry of a `subscribe` answered with an error (the socket stays open): first wait, doubling to the cap. */
+export const SUBSCRIBE_RETRY_BASE_MS = 1000;
+export const SUBSCRIBE_RETRY_MAX_MS = 30_000;
+/** Subscribe errors that a retry cannot fix: the client gives up (until the next connection). */
+export const SUBSCRIBE_FINAL_CODES = new Set(['bad_request', 'unauthorized', 'forbidden']);
 /** At most one `typing` sent per this interval (the gateway relays one per 2 s anyway). */
 export const TYPING_SEND_INTERVAL_MS = 2000;
 /** How long "X is typing…" stays after the last `typing` from X. */
@@ -66,12 +71,15 @@ const EMOJI_SET = new Set(EMOJI.map(([e]) => e));
 const EMOJI_NAMES = new Map(EMOJI);
 
 /**
- * Reconnect delay for the n-th consecutive failure (0-based): exponential, capped, "equal jitter".
+ * Reconnect delay for the n-th consecutive failure (0-based): exponential, capped, "equal jitter"
+ * (between half the ceiling and the ceiling). `base`/`max` default to the reconnect's.
  * @param {number} attempt
  * @param {() => number} [random]
+ * @param {number} [base]
+ * @param {number} [max]
  */
-export function backoffDelay(attempt, random = Math.random) {
-  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(attempt, 16));
+export function backoffDelay(attempt, random = Math.random, base = BACKOFF_BASE_MS, max = BACKOFF_MAX_MS) {
+  const ceiling = Math.min(max, base * 2 ** Math.min(attempt, 16));
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
@@ -412,6 +420,12 @@ export class CommentsClient {
     this.lastMessageAt = 0;
     /** @type {Map<string, 'since' | 'refresh' | 'latest'>} refs of subscribes in flight */
     this.subscribes = new Map();
+    /** @type {any} a subscribe to send again on this socket after an error (see onError) */
+    this.subscribeRetryTimer = null;
+    /** @type {'since' | 'refresh' | 'latest' | null} the phase that retry sends */
+    this.subscribeRetryPhase = null;
+    this.subscribeRetryAttempt = 0; // consecutive subscribe errors; 0 again once one is answered
+    this.subscribeErrorShown = false; // "Cannot load live comments" is on the page
     this.subscribed = false;
     /** @type {Set<string>} every comment id this page has had (a deleted one never comes back) */
     this.seen = new Set();
@@ -587,6 +601,44 @@ export class CommentsClient {
       this.timers.clearTimeout(this.reconnectTimer);
       this.reconnectTimer = null;
     }
+    this.cancelSubscribeRetry();
+  }
+
+  /** Forgets a scheduled subscribe retry (the socket closed, or a subscribe got through). */
+  cancelSubscribeRetry() {
+    if (this.subscribeRetryTimer !== null) {
+      this.timers.clearTimeout(this.subscribeRetryTimer);
+      this.subscribeRetryTimer = null;
+    }
+    this.subscribeRetryPhase = null;
+  }
+
+  /**
+   * Subscribes again after a backoff with jitter, on the current socket only: when it closes first,
+   * clearTimers cancels this and the reconnect subscribes anyway. A retry already waiting is kept
+   * (a 'since' or 'latest' one also covers a 'refresh': its answer sends the refresh). Returns the
+   * delay in ms, or null when nothing was scheduled.
+   * @param {'since' | 'refresh' | 'latest'} phase
+   */
+  scheduleSubscribeRetry(phase) {
+    const socket = this.socket;
+    if (this.stopped || !socket) return null;
+    if (this.subscribeRetryTimer !== null) {
+      if (phase !== 'refresh') this.subscribeRetryPhase = phase;
+      return null;
+    }
+    const delay = backoffDelay(this.subscribeRetryAttempt, this.random, SUBSCRIBE_RETRY_BASE_MS, SUBSCRIBE_RETRY_MAX_MS);
+    this.subscribeRetryAttempt += 1;
+    this.subscribeRetryPhase = phase;
+    this.subscribeRetryTimer = this.timers.setTimeout(() => {
+      const again = this.subscribeRetryPhase;
+      this.subscribeRetryTimer = null;
+      this.subscribeRetryPhase = null;
+      if (this.stopped || this.socket !== socket || socket.readyState !== 1 || !again) return;
+      // 'since' vs 'latest' as at welcome: comments may have arrived meanwhile (another subscribe).
+      this.subscribe(again === 'refresh' ? 'refresh' : (this.lastSeq > 0 ? 'since' : 'latest'));
+    }, delay);
+    return delay;
   }
 
   /** @param {PendingPost} p */
@@ -649,6 +701,16 @@ export class CommentsClient {
         if (p.room !== this.room) break;
         const phase = (ref && this.subscribes.get(ref)) || 'latest';
         if (ref) this.subscribes.delete(ref);
+        // A subscribe got through: a waiting retry is moot unless it is a 'since' or 'latest' one
+        // and this answers a 'refresh'. Once none waits, the backoff restarts and the error goes.
+        if (phase !== 'refresh' || this.subscribeRetryPhase === 'refresh') this.cancelSubscribeRetry();
+        if (this.subscribeRetryTimer === null) {
+          this.subscribeRetryAttempt = 0;
+          if (this.subscribeErrorShown) {
+            this.subscribeErrorShown = false;
+            this.view.clearError();
+          }
+        }
         const mine = /** @type {Record<string, Emoji[]> | undefined} */ (p.mine);
         if (phase === 'refresh') {
           this.applyRefresh(p.comments || [], !!p.truncated, mine);
@@ -1095,8 +1157,20 @@ export class CommentsClient {
       return;
     }
     if (ref && this.subscribes.has(ref)) {
+      const phase = this.subscribes.get(ref) || 'latest';
       this.subscribes.delete(ref);
-      this.view.showError(`Cannot load live comments: ${message}`);
+      this.subscribeErrorShown = true;
+      if (SUBSCRIBE_FINAL_CODES.has(code)) {
+        this.view.showError(`Cannot load live comments: ${message}`);
+        return;
+      }
+      // The store hangs or restarts (`unavailable`), too many requests, …: the socket is fine,
+      // so subscribe again on it after a while instead of staying not live until a reload.
+      const delay = this.scheduleSubscribeRetry(phase);
+      if (delay !== null) {
+        const why = friendlyError(code, String(payload.message || code || 'error'), 'subscribe');
+        this.view.showError(`Cannot load live comments: ${why}; trying again in ${Math.max(1, Math.round(delay / 1000))} s.`);
+      }
       return;
     }
     const request = ref ? this.requests.get(ref) : undefined;
@@ -1133,12 +1207,18 @@ export class CommentsClient {
 }
 
 /**
- * A reader-facing wording of a gateway error answering a request of `kind`.
+ * A reader-facing wording of a gateway error answering a request of `kind` ('subscribe': the
+ * middle of "Cannot load live comments: …; trying again in N s.").
  * @param {string | undefined} code
  * @param {string} message
- * @param {'post' | 'edit' | 'delete' | 'react'} [kind]
+ * @param {'post' | 'edit' | 'delete' | 'react' | 'subscribe'} [kind]
  */
 export function friendlyError(code, message, kind = 'post') {
+  if (kind === 'subscribe') {
+    if (code === 'unavailable') return 'the comments are unavailable right now';
+    if (code === 'rate_limited') return 'too many requests';
+    return message.replace(/[.;\s]+$/, '');
+  }
   switch (code) {
     case 'rate_limited': return 'Slow down a little, then try again.';
     case 'forbidden':
