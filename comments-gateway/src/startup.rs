@@ -189,6 +189,7 @@ impl Application {
             };
         }
         background.spawn(discussions.clone().run_presence(background_cancel.clone()));
+        background.spawn(discussions.clone().run_typing(background_cancel.clone()));
         let comments = Comments::new(
             store.clone(),
             hub.clone(),

@@ -64,6 +64,8 @@ struct Inner {
     rooms: Rooms,
     shared: Option<SharedPresence>,
     wake: Notify,
+    /// A room has `typing` gathered: the batch driver starts its wait.
+    typing_wake: Notify,
     reacts: SlidingWindow<String>,
     typing: Throttle<(String, RoomId)>,
     edit_window_ms: i64,
@@ -102,6 +104,7 @@ impl Discussions {
                 rooms: Rooms::new(metrics, redis.is_some()),
                 shared: redis,
                 wake: Notify::new(),
+                typing_wake: Notify::new(),
                 reacts: SlidingWindow::new(REACT_MAX, REACT_WINDOW),
                 typing: Throttle::new(TYPING_EVERY),
                 edit_window_ms: i64::try_from(edit_window.as_millis()).unwrap_or(i64::MAX),
@@ -330,7 +333,15 @@ impl Discussions {
             room: room.clone(),
             user: user.clone(),
         }));
-        self.inner.rooms.typing(room, &user.id, frame);
+        if self.inner.rooms.typing(room, &user.id, frame) {
+            self.inner.typing_wake.notify_one();
+        }
+    }
+
+    /// `author`'s comment reached `room` (from here or another instance): typing of theirs
+    /// still gathered for the next batch is dropped.
+    pub fn posted(&self, room: &RoomId, author: &str) {
+        self.inner.rooms.posted(room, author);
     }
 
     /// An event from another instance; true if it was a discussions event.
@@ -360,11 +371,33 @@ impl Discussions {
                     self.inner.wake.notify_one();
                 }
             }
-            BusEvent::Comment { .. } | BusEvent::Deleted { .. } | BusEvent::Notice { .. } => {
+            BusEvent::Comment { comment, .. } => {
+                self.posted(&comment.room, &comment.author.id);
+                return false;
+            }
+            BusEvent::Deleted { .. } | BusEvent::Notice { .. } => {
                 return false;
             }
         }
         true
+    }
+
+    // ------------------------------------------------------------ typing batches
+
+    /// Sends the rooms' gathered `typing` [`rooms::TYPING_BATCH`] after the first of a batch
+    /// arrived; idle (no timer) while nobody types.
+    pub async fn run_typing(self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.inner.typing_wake.notified() => {}
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(rooms::TYPING_BATCH) => {}
+            }
+            self.inner.rooms.flush_typing();
+        }
     }
 
     // ------------------------------------------------------------ presence driver

@@ -3,9 +3,12 @@
 //! instance knows of the room's readers elsewhere.
 //!
 //! A connection is registered before its backlog is read and counts as a reader once its
-//! `subscribed` went out. Edits and reactions reach connections through the hub (ordered after
-//! their comment); this registry only drops a change that arrives after a newer one of the
-//! same comment. State sits behind a `std::sync::Mutex` that is never held across an `.await`.
+//! `subscribed` went out. `typing` messages of a room are gathered for [`TYPING_BATCH`] and go
+//! out together, one write per connection instead of one per typing user; one that is still
+//! gathered when its user's comment arrives is dropped (the comment says more). Edits and
+//! reactions reach connections through the hub (ordered after their comment); this registry
+//! only drops a change that arrives after a newer one of the same comment. State sits behind
+//! a `std::sync::Mutex` that is never held across an `.await`.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -24,6 +27,11 @@ use crate::transport::ConnTx;
 const REVS_MAX: usize = 4096;
 /// Shortest time between two `presence` broadcasts of one room.
 pub const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+/// How long a room's `typing` messages are gathered before they go out together.
+pub const TYPING_BATCH: Duration = Duration::from_millis(200);
+/// `typing` messages gathered per room and batch at most (one per user); more are dropped, as
+/// the per-user limit drops typing anyway: a page shows a few typers, not hundreds.
+const TYPING_PENDING_MAX: usize = 64;
 
 /// Which kind of change a revision belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +101,8 @@ struct Room {
     awaiting_first: Vec<ConnId>,
     last_sent: Option<PresenceCounts>,
     last_sent_at: Option<Instant>,
+    /// `typing` gathered for the next batch: the typer's user id and the finished frame.
+    typing: Vec<(Box<str>, Frame)>,
 }
 
 /// What the presence driver must do with Redis for one room.
@@ -112,6 +122,8 @@ pub struct Rooms {
     state: Mutex<HashMap<RoomId, Room>>,
     /// Rooms emptied here whose Redis entry must still be removed.
     emptied: Mutex<Vec<RoomId>>,
+    /// Rooms with `typing` gathered for the next batch.
+    typing_due: Mutex<Vec<RoomId>>,
     metrics: GatewayMetrics,
     shared: bool,
 }
@@ -169,6 +181,7 @@ impl Rooms {
         Self {
             state: Mutex::new(HashMap::new()),
             emptied: Mutex::new(Vec::new()),
+            typing_due: Mutex::new(Vec::new()),
             metrics,
             shared,
         }
@@ -281,16 +294,77 @@ impl Rooms {
         send();
     }
 
-    /// Sends `typing` to the room's connections of users other than `from`.
-    pub fn typing(&self, room: &RoomId, from: &str, frame: Frame) {
-        let rooms = self.lock();
-        let Some(entry) = rooms.get(room) else {
-            return;
+    /// Gathers `typing` of user `from` for the room's next batch (see [`Rooms::flush_typing`]).
+    /// True when the room was not due yet: the batch driver must be woken.
+    pub fn typing(&self, room: &RoomId, from: &str, frame: Frame) -> bool {
+        let mut rooms = self.lock();
+        let Some(entry) = rooms.get_mut(room) else {
+            return false;
         };
-        for member in entry.members.values() {
-            let other = member.user.as_deref().is_none_or(|u| u.id != from);
-            if other && !member.joining {
-                member.conn.push(frame.clone(), &self.metrics);
+        if entry.typing.len() >= TYPING_PENDING_MAX
+            || entry.typing.iter().any(|(id, _)| &**id == from)
+        {
+            return false;
+        }
+        let first = entry.typing.is_empty();
+        entry.typing.push((from.into(), frame));
+        if first {
+            self.typing_due
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(room.clone());
+        }
+        first
+    }
+
+    /// `author` posted in `room`: their gathered `typing` is dropped.
+    pub fn posted(&self, room: &RoomId, author: &str) {
+        let mut rooms = self.lock();
+        if let Some(entry) = rooms.get_mut(room) {
+            entry.typing.retain(|(id, _)| &**id != author);
+        }
+    }
+
+    /// Sends every room's gathered `typing` to its connections of users other than the typers
+    /// (a typer gets the others' only), as one write per connection.
+    pub fn flush_typing(&self) {
+        let due = std::mem::take(&mut *self.typing_due.lock().unwrap_or_else(|p| p.into_inner()));
+        if due.is_empty() {
+            return;
+        }
+        let mut rooms = self.lock();
+        for room in due {
+            let Some(entry) = rooms.get_mut(&room) else {
+                continue;
+            };
+            let pending = std::mem::take(&mut entry.typing);
+            if pending.is_empty() {
+                continue;
+            }
+            let everyone = (Frame::batch(pending.iter().map(|(_, f)| f)), pending.len());
+            // What a typer gets: the others' typing (built when first needed).
+            let mut typers: HashMap<&str, (Frame, usize)> = HashMap::new();
+            for member in entry.members.values() {
+                if member.joining {
+                    continue;
+                }
+                let user = member.user.as_deref().map(|u| u.id.as_str());
+                let (frame, count) = match user {
+                    Some(user) if pending.iter().any(|(id, _)| &**id == user) => {
+                        typers.entry(user).or_insert_with(|| {
+                            let others: Vec<&Frame> = pending
+                                .iter()
+                                .filter(|(id, _)| &**id != user)
+                                .map(|(_, f)| f)
+                                .collect();
+                            (Frame::batch(others.iter().copied()), others.len())
+                        })
+                    }
+                    _ => &everyone,
+                };
+                if *count > 0 && member.conn.enqueue(frame.clone(), &self.metrics) {
+                    self.metrics.messages_out.inc_by(*count as u64);
+                }
             }
         }
     }
@@ -511,11 +585,68 @@ mod tests {
         for conn in [&mine, &other, &guest] {
             drain(conn);
         }
-        rooms.typing(&room, "JD", Frame::text("{\"t\":1}"));
+        assert!(rooms.typing(&room, "JD", Frame::text("{\"t\":1}")));
+        assert!(
+            drain(&other).is_empty(),
+            "gathered until the batch goes out"
+        );
+        rooms.flush_typing();
         assert!(drain(&mine).is_empty());
         assert_eq!(drain(&other).len(), 1);
         assert_eq!(drain(&guest).len(), 1);
         assert!(drain(&joining).is_empty());
+    }
+
+    #[test]
+    fn a_batch_is_one_write_per_connection_and_a_typer_gets_the_others_only() {
+        let m = metrics();
+        let rooms = Rooms::new(m.clone(), false);
+        let room = RoomId::index();
+        let (jd, admin, guest) = (
+            ConnTx::detached(64),
+            ConnTx::detached(64),
+            ConnTx::detached(64),
+        );
+        rooms.join(&room, 1, user("JD"), jd.clone());
+        rooms.join(&room, 2, user("Admin"), admin.clone());
+        rooms.join(&room, 3, None, guest.clone());
+        for id in 1..=3 {
+            rooms.activate(&room, id, 1);
+        }
+        for conn in [&jd, &admin, &guest] {
+            drain(conn);
+        }
+        let (t_jd, t_admin, t_other) = (
+            Frame::text("{\"jd\":1}"),
+            Frame::text("{\"admin\":1}"),
+            Frame::text("{\"other\":1}"),
+        );
+        assert!(rooms.typing(&room, "JD", t_jd.clone()));
+        assert!(
+            !rooms.typing(&room, "Admin", t_admin.clone()),
+            "already due"
+        );
+        assert!(
+            !rooms.typing(&room, "JD", t_jd.clone()),
+            "one per user and batch"
+        );
+        assert!(!rooms.typing(&room, "Remote", t_other.clone()));
+        // Remote posted meanwhile: its typing is stale.
+        rooms.posted(&room, "Remote");
+        let before = m.messages_out.get();
+        rooms.flush_typing();
+        let writes =
+            |conn: &ConnTx| -> Vec<Frame> { std::iter::from_fn(|| conn.try_recv()).collect() };
+        assert_eq!(
+            writes(&guest),
+            vec![Frame::batch([&t_jd, &t_admin])],
+            "one write holding both"
+        );
+        assert_eq!(writes(&jd), vec![t_admin.clone()]);
+        assert_eq!(writes(&admin), vec![t_jd.clone()]);
+        assert_eq!(m.messages_out.get() - before, 4, "counted per message");
+        rooms.flush_typing();
+        assert!(writes(&guest).is_empty(), "nothing twice");
     }
 
     #[test]

@@ -48,12 +48,22 @@ impl Frame {
         Self(dst.freeze())
     }
 
+    /// Several finished frames as one write: each connection gets them with one wake-up and
+    /// one syscall (a batch counts as one frame against the queue bound).
+    pub fn batch<'a>(frames: impl IntoIterator<Item = &'a Frame>) -> Self {
+        let mut dst = BytesMut::new();
+        for frame in frames {
+            dst.extend_from_slice(&frame.0);
+        }
+        Self(dst.freeze())
+    }
+
     /// The bytes to write.
     pub fn bytes(&self) -> &Bytes {
         &self.0
     }
 
-    /// The payload of a text frame (for tests and diagnostics).
+    /// The payload of a text frame (of the first one in a batch; for tests and diagnostics).
     pub fn payload(&self) -> &[u8] {
         let len = self.0.get(1).map_or(0, |b| b & 0x7f);
         let start = match len {

@@ -208,6 +208,9 @@ async fn post(ctx: &Ctx, reference: Option<Ref>, post: Post) -> Result<(), Gatew
             comment: comment.clone(),
         }),
     );
+    ctx.state
+        .discussions
+        .posted(&comment.room, &comment.author.id);
     ctx.state.comments.happened(comment).await;
     Ok(())
 }
