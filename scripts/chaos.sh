@@ -15,7 +15,10 @@
 #   CHAOS_SECS=600 scripts/chaos.sh     # the same for 10 minutes
 #
 # Other knobs (environment): CHAOS_CLIENTS, CHAOS_POSTERS, CHAOS_RATE, CHAOS_ROOMS,
-# CHAOS_ROOMS_PER_CLIENT, CHAOS_INSTANCES, CHAOS_FAULT_EVERY, CHAOS_PING_MAX_MS.
+# CHAOS_ROOMS_PER_CLIENT, CHAOS_INSTANCES, CHAOS_FAULT_EVERY, CHAOS_PING_MAX_MS, CHAOS_FAULTS
+# (kinds in turn: mongo-stop,redis-stop,redis-restart,gw-kill,gw-term; default all).
+#   CHAOS_SECS=1800 CHAOS_FAULTS=mongo-stop,redis-stop,redis-restart scripts/chaos.sh
+#                                       # no gateway restarts: RSS growth over the whole run
 # Runs of 600 s and more run a release build of the gateway (the clients stay in the test
 # binary's dev profile; its dependencies are optimised). SecantusDB (Python) stores only a few
 # dozen posts/s: keep CHAOS_RATE modest.
