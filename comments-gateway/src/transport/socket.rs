@@ -240,10 +240,17 @@ impl ConnTx {
         self.0.last_seen.store(now as u32, Ordering::Relaxed);
     }
 
-    /// Milliseconds since the peer last spoke, at `now` (right for gaps under 49 days: the
-    /// heartbeat closes a silent peer long before).
+    /// Milliseconds since the peer last spoke, at `now` (right for gaps under 24 days: the
+    /// heartbeat closes a silent peer long before). A peer that spoke after `now` was read (on
+    /// another thread, while the sweep walks the connections) is not silent at all: without
+    /// that, the wrapped difference made a busy peer look silent for 49 days and closed it.
     pub(crate) fn silent_for(&self, now: u64) -> u64 {
-        u64::from((now as u32).wrapping_sub(self.0.last_seen.load(Ordering::Relaxed)))
+        let gap = (now as u32).wrapping_sub(self.0.last_seen.load(Ordering::Relaxed));
+        if gap > u32::MAX / 2 {
+            0
+        } else {
+            u64::from(gap)
+        }
     }
 
     /// Ends the connection: later pushes are dropped and queued bytes freed.
@@ -344,6 +351,19 @@ mod tests {
         assert_eq!(tx.queued(), 1, "only a frame under way is kept");
         assert!(!tx.push(Frame::text("4"), &m), "nothing after the close");
         assert_eq!(m.slow_client_closes.get(), 1);
+    }
+
+    #[test]
+    fn a_peer_heard_after_the_sweep_read_the_clock_is_not_silent() {
+        let tx = ConnTx::detached(2);
+        tx.seen(10_000);
+        assert_eq!(tx.silent_for(10_000), 0);
+        assert_eq!(tx.silent_for(40_001), 30_001);
+        // The sweep read the clock at 9,999; the peer spoke at 10,000 on another thread.
+        assert_eq!(tx.silent_for(9_999), 0, "not 49 days");
+        // The clock wraps its u32 after 49 days; gaps still come out right.
+        tx.seen(u64::from(u32::MAX) - 5);
+        assert_eq!(tx.silent_for(u64::from(u32::MAX) + 10), 15);
     }
 
     #[tokio::test]
