@@ -11,7 +11,8 @@
 #                                       # i.e. scripts/test.sh, runs): 60 s of faults, 3 instances,
 #                                       # 200 clients, 6 posts/s, a fault every 8 s
 #   CHAOS_SECS=1800 scripts/chaos.sh    # long mode: 30 minutes, 2 instances, 2,000 clients,
-#                                       # 20 posts/s, a fault every 60 s, RSS at 5 min and at the end
+#                                       # 20 posts/s, a fault every 60 s, RSS at 5 min and at the
+#                                       # end of the load, and the growth between
 #   CHAOS_SECS=600 scripts/chaos.sh     # the same for 10 minutes
 #
 # Other knobs (environment): CHAOS_CLIENTS, CHAOS_POSTERS, CHAOS_RATE, CHAOS_ROOMS,

@@ -778,13 +778,52 @@ fn shared_elapsed(_: &Shared) -> u64 {
     T0.get().map(|t| t.elapsed().as_secs()).unwrap_or(0)
 }
 
-async fn rss_now(cluster: &Arc<Mutex<Cluster>>) -> String {
+/// Resident memory of each gateway instance: (its pid, KiB).
+type RssSample = Vec<(u32, u64)>;
+
+async fn rss_now(cluster: &Arc<Mutex<Cluster>>) -> RssSample {
     let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || {
-        rss_line(&cluster.lock().unwrap_or_else(|p| p.into_inner()))
+        let cluster = cluster.lock().unwrap_or_else(|p| p.into_inner());
+        cluster
+            .gateways
+            .iter()
+            .map(|g| (g.pid, g.rss_kib().unwrap_or(0)))
+            .collect()
     })
     .await
     .unwrap_or_default()
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn rss_line(sample: &RssSample) -> String {
+    sample
+        .iter()
+        .enumerate()
+        .map(|(i, (_, kib))| format!("gw{i} {}", mib(*kib)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Growth of each instance from `from` to `to`; an instance restarted in between (another
+/// pid) has no growth to show.
+fn rss_growth(from: &RssSample, to: &RssSample) -> String {
+    from.iter()
+        .zip(to)
+        .enumerate()
+        .map(|(i, ((pid_a, a), (pid_b, b)))| {
+            if pid_a != pid_b {
+                format!("gw{i} restarted since")
+            } else {
+                let pct = (*b as f64 - *a as f64) * 100.0 / (*a).max(1) as f64;
+                format!("gw{i} {} -> {} ({pct:+.1}%)", mib(*a), mib(*b))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Backlogs answered from memory and from the store, per the gateway's metrics.
@@ -806,16 +845,6 @@ async fn backlog_figures(port: u16) -> String {
         value("gateway_backlogs_from_store_total"),
         value("gateway_slow_client_closes_total")
     )
-}
-
-fn rss_line(cluster: &Cluster) -> String {
-    cluster
-        .gateways
-        .iter()
-        .enumerate()
-        .map(|(i, g)| format!("gw{i} {} MiB", g.rss_kib().unwrap_or(0) / 1024))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -909,7 +938,7 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
         if config.secs >= 600 && minute > reported_minute {
             reported_minute = minute;
             let acked = shared.acked.lock().unwrap_or_else(|p| p.into_inner()).len();
-            let rss = rss_now(&cluster).await;
+            let rss = rss_line(&rss_now(&cluster).await);
             let violations = shared
                 .violations
                 .lock()
@@ -925,6 +954,8 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
             );
         }
     }
+    // Under full load, as the 5-minute sample was.
+    let rss_end = rss_now(&cluster).await;
     let faults = faults.await.expect("faults");
     // Settle: posts in flight get their acks, then every client catches up live.
     shared.stop_posting.store(true, Ordering::Release);
@@ -978,7 +1009,6 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     let _ = tokio::task::spawn_blocking(move || probers.join()).await;
-    let rss_end = rss_now(&cluster).await;
     let mut backlog_sources = Vec::new();
     for port in &ports {
         backlog_sources.push(backlog_figures(*port).await);
@@ -1102,9 +1132,15 @@ async fn chaos_every_acked_comment_reaches_every_subscriber_once_in_order() {
         println!("  {f}");
     }
     if let Some(rss) = &rss_at_5min {
-        println!("RSS at 5 min: {rss}");
+        println!("RSS at 5 min: {}", rss_line(rss));
     }
-    println!("RSS at end: {rss_end}");
+    println!("RSS at the end of the load: {}", rss_line(&rss_end));
+    if let Some(rss) = &rss_at_5min {
+        println!(
+            "RSS growth from 5 min to the end of the load: {}",
+            rss_growth(rss, &rss_end)
+        );
+    }
     if !problems.is_empty() {
         let cl = cluster.lock().unwrap_or_else(|p| p.into_inner());
         for (i, g) in cl.gateways.iter().enumerate() {
