@@ -150,11 +150,20 @@ impl Importer {
             report.unreferenced += 1;
             return Ok(());
         }
-        if self.files.exists(name).await? {
-            report.already_stored += 1;
-        } else if !self.claim(name).await? {
+        // Claim before looking: a holder writes the files document before it releases its
+        // lease, so a file found missing under our lease is missing. Looking first would race
+        // with a holder finishing in between, and our upload would begin by removing its
+        // chunks as "partial" (its readers would then get a short body).
+        if !self.claim(name).await? {
             report.claimed_elsewhere += 1;
             return Ok(());
+        }
+        let stored = self.files.exists(name).await;
+        if !matches!(stored, Ok(false)) {
+            self.release(name).await;
+        }
+        if stored? {
+            report.already_stored += 1;
         } else {
             let uploaded = self.upload(path, name).await;
             self.release(name).await;
