@@ -350,9 +350,12 @@ if want table; then
     load "$1" idle --url "$SRV_URL" --server-pid "$SRV_PID" --connections 19700 \
       --processes 3 --anonymous --settle 5 --hold 2 --source-ips 4 >/dev/null || true
   }
-  for who in gateway bun node; do
+  # TABLE_BEFORE=path: an older gateway build gets a row of its own (before/after in one run);
+  # TABLE_PEERS (default "bun node") picks the peers.
+  for who in gateway ${TABLE_BEFORE:+before} ${TABLE_PEERS-bun node}; do
     case $who in
       gateway) start_gateway gateway ;;
+      before) local_gw=$GW_BIN; GW_BIN=$TABLE_BEFORE; start_gateway before; GW_BIN=$local_gw ;;
       bun) start_bun ;;
       node) start_node ;;
     esac
@@ -445,6 +448,7 @@ if ty:
 t = {r["label"]: r for r in rows if r.get("label", "").startswith("table ")}
 if t:
     names = [("gateway-rm", "our gateway (Redis + Mongo-wire)"), ("gateway", "our gateway (embedded)"),
+             ("before", "our gateway (embedded), build before (TABLE_BEFORE)"),
              ("bun", "Bun (uWebSockets, topic publish)"), ("node", "Node.js ws")]
     def fan(who, what):
         r = t.get(f"table {who} {what}")

@@ -78,13 +78,13 @@ impl Member {
             Event::Comment { seq, frame, .. } => {
                 if *seq > self.last_seq {
                     self.last_seq = *seq;
-                    self.conn.enqueue(frame.clone(), metrics)
+                    self.conn.stage(frame.clone(), metrics)
                 } else {
                     false
                 }
             }
             Event::Update { seq, frame, .. } => {
-                *seq <= self.last_seq && self.conn.enqueue(frame.clone(), metrics)
+                *seq <= self.last_seq && self.conn.stage(frame.clone(), metrics)
             }
         }
     }

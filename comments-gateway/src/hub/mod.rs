@@ -95,6 +95,32 @@ enum Job {
     Gap,
 }
 
+/// The hub's state, locked. Fan-outs under it only stage their frames; letting go of it writes
+/// them (see [`crate::transport::flush_staged`]), so the lock is held for bookkeeping, not for
+/// the writes, and the next comment of a busy room is staged while this one is written.
+struct Locked<'a>(Option<MutexGuard<'a, State>>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        self.0.as_deref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.0.as_deref_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        crate::transport::flush_staged();
+    }
+}
+
 impl Hub {
     /// A hub over `store`, following rooms on `bus`.
     pub fn new(
@@ -119,9 +145,11 @@ impl Hub {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> Locked<'_> {
         // A panic while holding the lock leaves plain data behind; keep serving.
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        Locked(Some(
+            self.inner.state.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
     }
 
     fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {

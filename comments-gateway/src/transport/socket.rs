@@ -1,7 +1,15 @@
 //! One connection's socket as every sender sees it: frames are written straight into the kernel
 //! from the sending thread while it takes them, and queued (bounded) only on backpressure, which
 //! is the one case that wakes the connection's task.
+//!
+//! A room's fan-out *stages* instead ([`ConnTx::stage`]): under the hub's lock each member's
+//! frames are only queued, and the thread writes them once the lock is released
+//! ([`flush_staged`]), one `writev` per connection for everything queued by then. While one
+//! thread writes a fan-out, the next comment of the room is staged behind it on the
+//! connections it has not reached yet, so both go out in one write: the busier the room, the
+//! fewer writes per comment (uWebSockets drains its topics once per loop turn to the same end).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -36,6 +44,36 @@ struct Out {
     closing: Option<Closing>,
     /// The socket failed or the connection ended: drop whatever comes.
     dead: bool,
+    /// The kernel refused bytes: the connection's task writes the queue once the socket has
+    /// room. Otherwise a non-empty queue holds staged frames, which the thread that staged the
+    /// first of them writes once it lets go of the hub's lock.
+    waiting: bool,
+}
+
+thread_local! {
+    /// Connections this thread staged frames for and has not written yet.
+    static STAGED: RefCell<Vec<ConnTx>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes what this thread staged ([`ConnTx::stage`]); call it once the lock under which the
+/// frames were staged is released. Connections another thread writes meanwhile are skipped.
+pub fn flush_staged() {
+    let staged = STAGED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if staged.is_empty() {
+        return;
+    }
+    for tx in &staged {
+        tx.flush_now();
+    }
+    let mut staged = staged;
+    staged.clear();
+    STAGED.with(|s| {
+        let mut slot = s.borrow_mut();
+        if slot.is_empty() && staged.capacity() <= 65_536 {
+            // Keep the allocation for the next fan-out of this thread.
+            *slot = staged;
+        }
+    });
 }
 
 /// A frame queue that takes one pointer and no allocation while empty (most connections,
@@ -169,6 +207,7 @@ impl ConnTx {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.queue.push_back(bytes),
                 Err(_) => out.dead = true,
             }
+            out.waiting = true;
             drop(out);
             self.0.task.wake();
             return true;
@@ -185,6 +224,81 @@ impl ConnTx {
         }
         out.queue.push_back(frame.into_bytes());
         true
+    }
+
+    /// Queues a frame of a fan-out to be written by [`flush_staged`] on this thread (unless
+    /// someone writes it first), in order with everything else sent to the connection; the
+    /// bound applies as for [`ConnTx::push`]. False if dropped.
+    pub fn stage(&self, frame: Frame, metrics: &GatewayMetrics) -> bool {
+        let mut out = self.lock();
+        if out.dead || out.closing.is_some() {
+            return false;
+        }
+        if out.queue.len() >= self.0.max as usize {
+            out.closing = Some(Closing::TooSlow);
+            out.queue.truncate(1);
+            drop(out);
+            metrics.slow_client_closes.inc();
+            self.0.task.wake();
+            return false;
+        }
+        let first = out.queue.is_empty();
+        out.queue.push_back(frame.into_bytes());
+        drop(out);
+        // A queue that held frames already has a writer: the thread that staged its first
+        // frame, or the connection's task.
+        if first && self.0.stream.is_some() {
+            STAGED.with(|s| s.borrow_mut().push(self.clone()));
+        }
+        true
+    }
+
+    /// Writes the staged frames while the kernel takes them; leaves them to the connection's
+    /// task when it refuses.
+    fn flush_now(&self) {
+        let Some(stream) = &self.0.stream else { return };
+        let mut out = self.lock();
+        if out.dead || out.waiting || out.closing.is_some() {
+            return;
+        }
+        loop {
+            if out.queue.is_empty() {
+                out.queue.clear();
+                return;
+            }
+            let (result, offered) = {
+                let mut slices = [IoSlice::new(&[]); WRITEV_BATCH];
+                let mut count = 0;
+                let mut offered = 0;
+                for (slot, bytes) in slices.iter_mut().zip(out.queue.iter()) {
+                    *slot = IoSlice::new(bytes);
+                    offered += bytes.len();
+                    count += 1;
+                }
+                let result = if count == 1 {
+                    stream.try_write(&slices[0])
+                } else {
+                    stream.try_write_vectored(&slices[..count])
+                };
+                (result, offered)
+            };
+            match result {
+                Ok(n) => {
+                    out.advance(n);
+                    if n < offered {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    out.dead = true;
+                    break;
+                }
+            }
+        }
+        out.waiting = !out.dead;
+        drop(out);
+        self.0.task.wake();
     }
 
     /// Marks the connection too slow; it closes with 1013.
@@ -289,6 +403,7 @@ impl ConnTx {
             }
             if out.queue.is_empty() {
                 out.queue.clear();
+                out.waiting = false;
                 return Poll::Ready(Ok(()));
             }
             let result = {
@@ -301,21 +416,9 @@ impl ConnTx {
                 stream.try_write_vectored(&slices)
             };
             match result {
-                Ok(mut n) => {
-                    while n > 0 {
-                        let Some(head) = out.queue.front_mut() else {
-                            break;
-                        };
-                        if n >= head.len() {
-                            n -= head.len();
-                            out.queue.pop_front();
-                        } else {
-                            head.advance(n);
-                            n = 0;
-                        }
-                    }
-                }
+                Ok(n) => out.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    out.waiting = true;
                     drop(out);
                     match stream.poll_write_ready(cx) {
                         Poll::Ready(Ok(())) => continue,
@@ -327,6 +430,24 @@ impl ConnTx {
                     out.dead = true;
                     return Poll::Ready(Err(e));
                 }
+            }
+        }
+    }
+}
+
+impl Out {
+    /// Drops the first `n` queued bytes (the kernel took them).
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(head) = self.queue.front_mut() else {
+                break;
+            };
+            if n >= head.len() {
+                n -= head.len();
+                self.queue.pop_front();
+            } else {
+                head.advance(n);
+                n = 0;
             }
         }
     }
@@ -364,6 +485,146 @@ mod tests {
         // The clock wraps its u32 after 49 days; gaps still come out right.
         tx.seen(u64::from(u32::MAX) - 5);
         assert_eq!(tx.silent_for(u64::from(u32::MAX) + 10), 15);
+    }
+
+    async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let addr = listener.local_addr().expect("addr");
+        let client = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let (server, _) = listener.accept().await.expect("accepts");
+        (server, client)
+    }
+
+    /// Reads what has arrived within `wait`.
+    async fn arrived(client: &tokio::net::TcpStream, wait: std::time::Duration) -> Vec<u8> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut buf = vec![0u8; 1 << 20];
+        while let Ok(ready) = tokio::time::timeout_at(deadline, client.readable()).await {
+            ready.expect("readable");
+            match client.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    fn bytes_of(frames: &[&str]) -> Vec<u8> {
+        frames
+            .iter()
+            .flat_map(|t| Frame::text(t.to_string()).into_bytes().to_vec())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn staged_frames_wait_for_the_flush_and_go_out_in_order_with_pushes_behind_them() {
+        let (server, client) = pair().await;
+        let m = metrics();
+        let tx = ConnTx::new(server, 100);
+        assert!(tx.stage(Frame::text("c1"), &m));
+        assert!(tx.stage(Frame::text("c2"), &m));
+        // An ack pushed meanwhile goes after the staged comments, not before them.
+        assert!(tx.push(Frame::text("ack"), &m));
+        assert_eq!(tx.queued(), 3, "nothing written before the flush");
+        assert!(
+            arrived(&client, std::time::Duration::from_millis(50))
+                .await
+                .is_empty()
+        );
+        flush_staged();
+        assert_eq!(tx.queued(), 0);
+        assert_eq!(
+            arrived(&client, std::time::Duration::from_millis(200)).await,
+            bytes_of(&["c1", "c2", "ack"])
+        );
+        // With nothing staged, a push is written at once again.
+        assert!(tx.push(Frame::text("now"), &m));
+        assert_eq!(tx.queued(), 0);
+        flush_staged();
+        assert_eq!(
+            arrived(&client, std::time::Duration::from_millis(200)).await,
+            bytes_of(&["now"])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_staged_on_another_thread_behind_an_unwritten_one_goes_out_with_it() {
+        let (server, client) = pair().await;
+        let m = metrics();
+        let tx = ConnTx::new(server, 100);
+        assert!(tx.stage(Frame::text("first"), &m));
+        let (tx2, m2) = (tx.clone(), m.clone());
+        std::thread::spawn(move || {
+            assert!(tx2.stage(Frame::text("second"), &m2));
+            // This thread did not stage the queue's first frame: it leaves the write to the
+            // thread that did.
+            flush_staged();
+            assert_eq!(tx2.queued(), 2);
+        })
+        .join()
+        .expect("thread");
+        flush_staged();
+        assert_eq!(tx.queued(), 0);
+        assert_eq!(
+            arrived(&client, std::time::Duration::from_millis(200)).await,
+            bytes_of(&["first", "second"])
+        );
+    }
+
+    #[tokio::test]
+    async fn staging_is_bounded_and_a_refused_flush_leaves_the_rest_to_the_task() {
+        let (server, client) = pair().await;
+        let m = metrics();
+        let tx = ConnTx::new(server, 3);
+        assert!(tx.stage(Frame::text("1"), &m));
+        assert!(tx.stage(Frame::text("2"), &m));
+        assert!(tx.stage(Frame::text("3"), &m));
+        assert!(!tx.stage(Frame::text("4"), &m), "past the bound");
+        assert_eq!(tx.closing(), Some(Closing::TooSlow));
+        assert_eq!(m.slow_client_closes.get(), 1);
+        flush_staged();
+        assert_eq!(tx.queued(), 1, "a closing connection's task writes what is left");
+
+        // The peer stops reading: a big fan-out fills the kernel and the task takes over.
+        let (server, client2) = pair().await;
+        let tx = ConnTx::new(server, 1_000_000);
+        let big = Frame::text(vec![b'x'; 60_000]);
+        for _ in 0..200 {
+            assert!(tx.stage(big.clone(), &m));
+        }
+        flush_staged();
+        let left = tx.queued();
+        assert!(left > 0, "the kernel took all 12 MB at once");
+        // Staged behind bytes the kernel refused, a frame is the task's to write too.
+        assert!(tx.stage(Frame::text("tail"), &m));
+        flush_staged();
+        assert_eq!(tx.queued(), left + 1);
+        let want = 200 * 60_004 + 6;
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            while got < want {
+                let more = arrived(&client2, std::time::Duration::from_millis(200)).await;
+                got += more.len();
+            }
+            got
+        });
+        std::future::poll_fn(|cx| tx.poll_flush(cx))
+            .await
+            .expect("flushes");
+        assert_eq!(tx.queued(), 0);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), reader)
+            .await
+            .expect("read in time")
+            .expect("reader");
+        assert_eq!(got, want);
+        drop(client);
     }
 
     #[tokio::test]
