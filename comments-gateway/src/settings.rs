@@ -46,6 +46,10 @@ pub struct Settings {
     pub heartbeat_ms: u64,
     /// Outbound messages queued per connection before it is closed with 1013.
     pub client_queue_max: usize,
+    /// A room that was written to its connections less than this many milliseconds ago
+    /// gathers its next comments until then and writes them together, one write per
+    /// connection (0: every comment is written at once).
+    pub fanout_coalesce_ms: u64,
     /// Prefix of the Redis channels.
     pub channel_prefix: String,
     /// This instance's name on the bus (default: a random id).
@@ -82,6 +86,7 @@ impl Default for Settings {
             post_rate_per_sec: 1.0,
             heartbeat_ms: 15_000,
             client_queue_max: 1024,
+            fanout_coalesce_ms: 20,
             channel_prefix: shared_proto::channels::DEFAULT_CHANNEL_PREFIX.into(),
             instance_id: None,
             workers: 0,

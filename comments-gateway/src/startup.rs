@@ -154,7 +154,8 @@ impl Application {
             gateway_metrics.clone(),
             settings.client_queue_max,
             background.clone(),
-        );
+        )
+        .coalescing(Duration::from_millis(settings.fanout_coalesce_ms));
         let shared_presence = match &redis_target {
             Some(RedisTarget::Single(url)) => Some(SharedPresence::new(
                 &redis::Client::open(url.as_str()).context("parsing REDIS_URL")?,

@@ -56,7 +56,15 @@ struct Room {
     /// Most live events held for a joining member (like its outbound queue) before it
     /// counts as too slow.
     joining_max: usize,
+    /// When the room's live stream was last written to its connections.
+    written_at: Option<tokio::time::Instant>,
+    /// Connections with staged frames of this room, written when the window ends.
+    window: Option<Window>,
 }
+
+/// Connections whose staged frames wait for the end of a room's coalescing window; the
+/// window's task writes them even if the room is gone by then.
+type Window = Arc<Mutex<Vec<ConnTx>>>;
 
 #[derive(Default)]
 struct State {
@@ -75,6 +83,8 @@ struct Inner {
     tasks: tokio_util::task::TaskTracker,
     /// Every local connection (notices without a room), once attached.
     everyone: std::sync::OnceLock<Arc<Transport>>,
+    /// A room written less than this long ago gathers its next comments until then.
+    coalesce: Duration,
 }
 
 /// Cloneable handle to the hub.
@@ -141,8 +151,18 @@ impl Hub {
                 runtime: tokio::runtime::Handle::current(),
                 tasks,
                 everyone: std::sync::OnceLock::new(),
+                coalesce: Duration::ZERO,
             }),
         }
+    }
+
+    /// Sets the coalescing window of busy rooms (`FANOUT_COALESCE_MS`); call it right after
+    /// [`Hub::new`].
+    pub fn coalescing(mut self, window: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.coalesce = window;
+        }
+        self
     }
 
     fn lock(&self) -> Locked<'_> {
@@ -215,6 +235,8 @@ impl Hub {
                     catch_up: false,
                     worker: false,
                     joining_max: self.inner.joining_max,
+                    written_at: None,
+                    window: None,
                 },
             );
         }
@@ -342,10 +364,57 @@ impl Hub {
             return;
         };
         let out = entry.sequencer.offer(event);
+        let mark = crate::transport::staged_len();
+        let released = !out.is_empty();
         deliver(entry, out, &self.inner.metrics);
+        if released {
+            self.coalesce(room, entry, mark);
+        }
         if entry.sequencer.gap().is_some() {
             self.ensure_worker(room, entry);
         }
+    }
+
+    /// A busy room's live frames (staged since `mark`) wait for the end of its window and go
+    /// out together; a room written longer ago than the window goes out at once.
+    fn coalesce(&self, room: &RoomId, entry: &mut Room, mark: usize) {
+        let window = self.inner.coalesce;
+        if window.is_zero() {
+            return;
+        }
+        if let Some(open) = &entry.window {
+            let staged = crate::transport::take_staged(mark);
+            open.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(staged);
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let due = match entry.written_at {
+            Some(at) if now < at + window => at + window,
+            _ => {
+                entry.written_at = Some(now);
+                return;
+            }
+        };
+        let open: Window = Arc::new(Mutex::new(crate::transport::take_staged(mark)));
+        entry.window = Some(open.clone());
+        let hub = self.clone();
+        let room = room.clone();
+        self.spawn(async move {
+            tokio::time::sleep_until(due).await;
+            {
+                let mut state = hub.lock();
+                if let Some(entry) = state.rooms.get_mut(&room)
+                    && entry.window.as_ref().is_some_and(|w| Arc::ptr_eq(w, &open))
+                {
+                    entry.window = None;
+                    entry.written_at = Some(tokio::time::Instant::now());
+                }
+            }
+            let conns = std::mem::take(&mut *open.lock().unwrap_or_else(|p| p.into_inner()));
+            crate::transport::write_staged(&conns);
+        });
     }
 
     /// An admin notice: to a room's local subscribers, or to every local connection.

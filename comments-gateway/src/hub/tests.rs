@@ -64,3 +64,103 @@ fn a_joining_member_that_holds_too_much_is_closed_as_too_slow() {
     }
     assert!(conn.closing().is_some());
 }
+
+mod coalescing {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use shared_proto::{Author, Comment, RoomId};
+
+    use crate::bus::LocalBus;
+    use crate::hub::{Hub, comment_frame};
+    use crate::store::{EmbeddedStore, Store};
+    use crate::transport::ConnTx;
+
+    fn comment(room: &RoomId, seq: u64) -> Comment {
+        Comment {
+            id: format!("c{seq}"),
+            seq,
+            room: room.clone(),
+            author: Author {
+                id: "JD".into(),
+                name: "JD".into(),
+            },
+            text: format!("comment {seq}"),
+            created_at: "2026-12-02T00:00:00.000Z".into(),
+            reply_to: None,
+            edited_at: None,
+            reactions: Default::default(),
+        }
+    }
+
+    /// Bytes that arrive at `client` within `wait`.
+    async fn arrived(client: &tokio::net::TcpStream, wait: Duration) -> Vec<u8> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut buf = vec![0u8; 65536];
+        while let Ok(ready) = tokio::time::timeout_at(deadline, client.readable()).await {
+            ready.expect("readable");
+            match client.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn a_busy_room_gathers_comments_until_its_window_ends_and_a_quiet_one_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            EmbeddedStore::open(&dir.path().join("db"), &dir.path().join("none")).expect("open");
+        let hub = Hub::new(
+            Store::Embedded(store),
+            Arc::new(LocalBus),
+            super::metrics(),
+            16,
+            tokio_util::task::TaskTracker::new(),
+        )
+        .coalescing(Duration::from_secs(2));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connects");
+        let (server, _) = listener.accept().await.expect("accepts");
+        let tx = ConnTx::new(server, 64);
+        let room = RoomId::parse("r").expect("room");
+        assert!(hub.join(&room, 1, tx.clone()).await.expect("answered"));
+        hub.activate(&room, 1, 0, false);
+        let frames = |seqs: &[u64]| -> Vec<u8> {
+            seqs.iter()
+                .flat_map(|&s| comment_frame(&comment(&room, s)).into_bytes().to_vec())
+                .collect()
+        };
+
+        // Quiet room: written at once.
+        hub.comment(&comment(&room, 1));
+        assert_eq!(
+            arrived(&client, Duration::from_millis(300)).await,
+            frames(&[1])
+        );
+        // Within the window: held, then written together, in order, once.
+        hub.comment(&comment(&room, 2));
+        hub.comment(&comment(&room, 3));
+        assert!(
+            arrived(&client, Duration::from_millis(300))
+                .await
+                .is_empty(),
+            "held until the window ends"
+        );
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while got.len() < frames(&[2, 3]).len() && tokio::time::Instant::now() < deadline {
+            got.extend(arrived(&client, Duration::from_millis(200)).await);
+        }
+        assert_eq!(got, frames(&[2, 3]));
+        assert_eq!(tx.queued(), 0);
+    }
+}

@@ -25,7 +25,7 @@ use crate::metrics::GatewayMetrics;
 pub use connection::CLOSE_GRACE;
 pub use frame::{DecodeError, Decoder, Frame, Incoming};
 pub use server::serve;
-pub use socket::{Closing, ConnTx, flush_staged};
+pub use socket::{Closing, ConnTx, flush_staged, staged_len, take_staged, write_staged};
 pub use upgrade::{Acceptor, Upgrader, WS_PATH};
 
 /// A connection's id inside this instance.

@@ -55,6 +55,31 @@ thread_local! {
     static STAGED: RefCell<Vec<ConnTx>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How many connections this thread has staged frames for and not written yet.
+pub fn staged_len() -> usize {
+    STAGED.with(|s| s.borrow().len())
+}
+
+/// Takes the connections this thread staged after the first `from`: whoever takes them
+/// writes them later with [`write_staged`] (and must: their frames wait for it).
+pub fn take_staged(from: usize) -> Vec<ConnTx> {
+    STAGED.with(|s| {
+        let mut staged = s.borrow_mut();
+        if from >= staged.len() {
+            Vec::new()
+        } else {
+            staged.split_off(from)
+        }
+    })
+}
+
+/// Writes the staged frames of `conns` (taken with [`take_staged`]).
+pub fn write_staged(conns: &[ConnTx]) {
+    for tx in conns {
+        tx.flush_now();
+    }
+}
+
 /// Writes what this thread staged ([`ConnTx::stage`]); call it once the lock under which the
 /// frames were staged is released. Connections another thread writes meanwhile are skipped.
 pub fn flush_staged() {
@@ -519,7 +544,7 @@ mod tests {
     fn bytes_of(frames: &[&str]) -> Vec<u8> {
         frames
             .iter()
-            .flat_map(|t| Frame::text(t.to_string()).into_bytes().to_vec())
+            .flat_map(|t| Frame::text(*t).into_bytes().to_vec())
             .collect()
     }
 
@@ -590,7 +615,11 @@ mod tests {
         assert_eq!(tx.closing(), Some(Closing::TooSlow));
         assert_eq!(m.slow_client_closes.get(), 1);
         flush_staged();
-        assert_eq!(tx.queued(), 1, "a closing connection's task writes what is left");
+        assert_eq!(
+            tx.queued(),
+            1,
+            "a closing connection's task writes what is left"
+        );
 
         // The peer stops reading: a big fan-out fills the kernel and the task takes over.
         let (server, client2) = pair().await;
