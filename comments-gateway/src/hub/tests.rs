@@ -75,6 +75,7 @@ mod coalescing {
     use crate::hub::{Hub, comment_frame};
     use crate::store::{EmbeddedStore, Store};
     use crate::transport::ConnTx;
+    use crate::transport::test_support::{arrived, pair};
 
     fn comment(room: &RoomId, seq: u64) -> Comment {
         Comment {
@@ -93,23 +94,6 @@ mod coalescing {
         }
     }
 
-    /// Bytes that arrive at `client` within `wait`.
-    async fn arrived(client: &tokio::net::TcpStream, wait: Duration) -> Vec<u8> {
-        let mut got = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut buf = vec![0u8; 65536];
-        while let Ok(ready) = tokio::time::timeout_at(deadline, client.readable()).await {
-            ready.expect("readable");
-            match client.try_read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-        got
-    }
-
     #[tokio::test]
     async fn a_busy_room_gathers_comments_until_its_window_ends_and_a_quiet_one_does_not() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -123,13 +107,7 @@ mod coalescing {
             tokio_util::task::TaskTracker::new(),
         )
         .coalescing(Duration::from_secs(2));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
-            .await
-            .expect("connects");
-        let (server, _) = listener.accept().await.expect("accepts");
+        let (server, client) = pair().await;
         let tx = ConnTx::new(server, 64);
         let room = RoomId::parse("r").expect("room");
         assert!(hub.join(&room, 1, tx.clone()).await.expect("answered"));

@@ -10,6 +10,8 @@ mod connection;
 mod frame;
 mod server;
 mod socket;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod upgrade;
 
 use std::collections::HashMap;

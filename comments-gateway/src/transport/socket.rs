@@ -65,11 +65,8 @@ pub fn staged_len() -> usize {
 pub fn take_staged(from: usize) -> Vec<ConnTx> {
     STAGED.with(|s| {
         let mut staged = s.borrow_mut();
-        if from >= staged.len() {
-            Vec::new()
-        } else {
-            staged.split_off(from)
-        }
+        let from = from.min(staged.len());
+        staged.split_off(from)
     })
 }
 
@@ -87,9 +84,7 @@ pub fn flush_staged() {
     if staged.is_empty() {
         return;
     }
-    for tx in &staged {
-        tx.flush_now();
-    }
+    write_staged(&staged);
     let mut staged = staged;
     staged.clear();
     STAGED.with(|s| {
@@ -240,12 +235,7 @@ impl ConnTx {
         if let Some(metrics) = bounded
             && out.queue.len() >= self.0.max as usize
         {
-            out.closing = Some(Closing::TooSlow);
-            out.queue.truncate(1);
-            drop(out);
-            metrics.slow_client_closes.inc();
-            self.0.task.wake();
-            return false;
+            return self.too_slow(out, metrics);
         }
         out.queue.push_back(frame.into_bytes());
         true
@@ -260,12 +250,7 @@ impl ConnTx {
             return false;
         }
         if out.queue.len() >= self.0.max as usize {
-            out.closing = Some(Closing::TooSlow);
-            out.queue.truncate(1);
-            drop(out);
-            metrics.slow_client_closes.inc();
-            self.0.task.wake();
-            return false;
+            return self.too_slow(out, metrics);
         }
         let first = out.queue.is_empty();
         out.queue.push_back(frame.into_bytes());
@@ -276,6 +261,17 @@ impl ConnTx {
             STAGED.with(|s| s.borrow_mut().push(self.clone()));
         }
         true
+    }
+
+    /// The queue overflowed: the connection closes with 1013 after the frame under way. False
+    /// (the frame that overflowed it is dropped).
+    fn too_slow(&self, mut out: MutexGuard<'_, Out>, metrics: &GatewayMetrics) -> bool {
+        out.closing = Some(Closing::TooSlow);
+        out.queue.truncate(1);
+        drop(out);
+        metrics.slow_client_closes.inc();
+        self.0.task.wake();
+        false
     }
 
     /// Writes the staged frames while the kernel takes them; leaves them to the connection's
@@ -291,29 +287,9 @@ impl ConnTx {
                 out.queue.clear();
                 return;
             }
-            let (result, offered) = {
-                let mut slices = [IoSlice::new(&[]); WRITEV_BATCH];
-                let mut count = 0;
-                let mut offered = 0;
-                for (slot, bytes) in slices.iter_mut().zip(out.queue.iter()) {
-                    *slot = IoSlice::new(bytes);
-                    offered += bytes.len();
-                    count += 1;
-                }
-                let result = if count == 1 {
-                    stream.try_write(&slices[0])
-                } else {
-                    stream.try_write_vectored(&slices[..count])
-                };
-                (result, offered)
-            };
-            match result {
-                Ok(n) => {
-                    out.advance(n);
-                    if n < offered {
-                        break;
-                    }
-                }
+            match out.write_to(stream) {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     out.dead = true;
@@ -431,17 +407,8 @@ impl ConnTx {
                 out.waiting = false;
                 return Poll::Ready(Ok(()));
             }
-            let result = {
-                let slices: Vec<IoSlice<'_>> = out
-                    .queue
-                    .iter()
-                    .take(WRITEV_BATCH)
-                    .map(|b| IoSlice::new(b))
-                    .collect();
-                stream.try_write_vectored(&slices)
-            };
-            match result {
-                Ok(n) => out.advance(n),
+            match out.write_to(stream) {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     out.waiting = true;
                     drop(out);
@@ -461,6 +428,26 @@ impl ConnTx {
 }
 
 impl Out {
+    /// Offers the kernel up to [`WRITEV_BATCH`] queued frames in one write and drops what it
+    /// took; Ok(true) when it took all it was offered.
+    fn write_to(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        let mut slices = [IoSlice::new(&[]); WRITEV_BATCH];
+        let mut count = 0;
+        let mut offered = 0;
+        for (slot, bytes) in slices.iter_mut().zip(self.queue.iter()) {
+            *slot = IoSlice::new(bytes);
+            offered += bytes.len();
+            count += 1;
+        }
+        let taken = if count == 1 {
+            stream.try_write(&slices[0])?
+        } else {
+            stream.try_write_vectored(&slices[..count])?
+        };
+        self.advance(taken);
+        Ok(taken == offered)
+    }
+
     /// Drops the first `n` queued bytes (the kernel took them).
     fn advance(&mut self, mut n: usize) {
         while n > 0 {
@@ -481,6 +468,7 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::test_support::{arrived, pair};
 
     fn metrics() -> GatewayMetrics {
         GatewayMetrics::new(&prometheus::Registry::new())
@@ -510,35 +498,6 @@ mod tests {
         // The clock wraps its u32 after 49 days; gaps still come out right.
         tx.seen(u64::from(u32::MAX) - 5);
         assert_eq!(tx.silent_for(u64::from(u32::MAX) + 10), 15);
-    }
-
-    async fn pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let addr = listener.local_addr().expect("addr");
-        let client = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connects");
-        let (server, _) = listener.accept().await.expect("accepts");
-        (server, client)
-    }
-
-    /// Reads what has arrived within `wait`.
-    async fn arrived(client: &tokio::net::TcpStream, wait: std::time::Duration) -> Vec<u8> {
-        let mut got = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut buf = vec![0u8; 1 << 20];
-        while let Ok(ready) = tokio::time::timeout_at(deadline, client.readable()).await {
-            ready.expect("readable");
-            match client.try_read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-        got
     }
 
     fn bytes_of(frames: &[&str]) -> Vec<u8> {
@@ -658,14 +617,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_go_straight_into_the_socket_and_queue_only_under_backpressure() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let addr = listener.local_addr().expect("addr");
-        let client = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("connects");
-        let (server, _) = listener.accept().await.expect("accepts");
+        let (server, client) = pair().await;
         let m = metrics();
         let tx = ConnTx::new(server, 1_000_000);
         assert!(tx.push(Frame::text("hello"), &m));
