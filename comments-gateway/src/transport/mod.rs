@@ -13,6 +13,7 @@ mod socket;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod upgrade;
+mod uring;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

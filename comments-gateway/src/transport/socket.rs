@@ -48,6 +48,11 @@ struct Out {
     /// room. Otherwise a non-empty queue holds staged frames, which the thread that staged the
     /// first of them writes once it lets go of the hub's lock.
     waiting: bool,
+    /// A batched write ([`super::uring`]) holds the queue's head without this lock: nothing
+    /// takes frames off the queue or truncates it until [`ConnTx::settle`].
+    writing: bool,
+    /// The connection's task found the queue under a batched write: wake it when it settles.
+    wake_when_settled: bool,
 }
 
 thread_local! {
@@ -70,8 +75,12 @@ pub fn take_staged(from: usize) -> Vec<ConnTx> {
     })
 }
 
-/// Writes the staged frames of `conns` (taken with [`take_staged`]).
+/// Writes the staged frames of `conns` (taken with [`take_staged`]): in one batched submission
+/// where the thread has an `io_uring`, else one write per connection.
 pub fn write_staged(conns: &[ConnTx]) {
+    if conns.len() > 1 && super::uring::write_batch(conns) {
+        return;
+    }
     for tx in conns {
         tx.flush_now();
     }
@@ -267,7 +276,9 @@ impl ConnTx {
     /// (the frame that overflowed it is dropped).
     fn too_slow(&self, mut out: MutexGuard<'_, Out>, metrics: &GatewayMetrics) -> bool {
         out.closing = Some(Closing::TooSlow);
-        out.queue.truncate(1);
+        if !out.writing {
+            out.queue.truncate(1);
+        }
         drop(out);
         metrics.slow_client_closes.inc();
         self.0.task.wake();
@@ -276,30 +287,83 @@ impl ConnTx {
 
     /// Writes the staged frames while the kernel takes them; leaves them to the connection's
     /// task when it refuses.
-    fn flush_now(&self) {
+    pub(super) fn flush_now(&self) {
         let Some(stream) = &self.0.stream else { return };
         let mut out = self.lock();
-        if out.dead || out.waiting || out.closing.is_some() {
+        if out.dead || out.waiting || out.writing || out.closing.is_some() {
             return;
         }
-        loop {
-            if out.queue.is_empty() {
-                out.queue.clear();
-                return;
-            }
-            match out.write_to(stream) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    out.dead = true;
-                    break;
-                }
-            }
+        if out.drain(stream) {
+            return;
         }
-        out.waiting = !out.dead;
         drop(out);
         self.0.task.wake();
+    }
+
+    /// Claims the queued frames for a batched write: their slices (at most [`WRITEV_BATCH`])
+    /// go to `slices` and Some(bytes offered) comes back; None when there is nothing to write
+    /// or someone else writes it. Every claim must be settled ([`ConnTx::settle`]); until
+    /// then the slices point at live bytes: nothing takes a frame off the queue, advances,
+    /// truncates or clears it meanwhile (see `writing`), and a frame's bytes do not move when
+    /// the queue grows.
+    pub(super) fn claim(&self, slices: &mut Vec<libc::iovec>) -> Option<usize> {
+        self.0.stream.as_ref()?;
+        let mut out = self.lock();
+        if out.dead || out.waiting || out.writing || out.closing.is_some() {
+            return None;
+        }
+        if out.queue.is_empty() {
+            out.queue.clear();
+            return None;
+        }
+        out.writing = true;
+        let mut offered = 0;
+        for bytes in out.queue.iter().take(WRITEV_BATCH) {
+            offered += bytes.len();
+            slices.push(libc::iovec {
+                iov_base: bytes.as_ptr().cast_mut().cast(),
+                iov_len: bytes.len(),
+            });
+        }
+        Some(offered)
+    }
+
+    /// Ends a claim: the kernel took `result` bytes of the `offered`, refused them
+    /// (WouldBlock) or failed. What is left is written now, or by the task once the socket has
+    /// room.
+    pub(super) fn settle(&self, result: io::Result<usize>, offered: usize) {
+        let Some(stream) = &self.0.stream else { return };
+        let mut out = self.lock();
+        out.writing = false;
+        let mut wake = std::mem::take(&mut out.wake_when_settled);
+        match result {
+            Ok(taken) => {
+                out.advance(taken);
+                if taken < offered {
+                    out.waiting = true;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.waiting = true,
+            Err(_) => out.dead = true,
+        }
+        if out.dead {
+            out.queue.clear();
+            wake = true;
+        } else if out.closing.is_some() {
+            if out.closing == Some(Closing::TooSlow) {
+                out.queue.truncate(1);
+            }
+            wake = true;
+        } else if out.waiting {
+            wake = true;
+        } else if !out.drain(stream) {
+            // Frames queued behind the claim met a full socket.
+            wake = true;
+        }
+        drop(out);
+        if wake {
+            self.0.task.wake();
+        }
     }
 
     /// Marks the connection too slow; it closes with 1013.
@@ -321,7 +385,7 @@ impl ConnTx {
             return false;
         }
         out.closing = Some(closing);
-        if closing == Closing::TooSlow {
+        if closing == Closing::TooSlow && !out.writing {
             // Only a frame the kernel took in part must be finished before the close frame.
             out.queue.truncate(1);
         }
@@ -372,7 +436,9 @@ impl ConnTx {
     pub(crate) fn finish(&self) {
         let mut out = self.lock();
         out.dead = true;
-        out.queue.clear();
+        if !out.writing {
+            out.queue.clear();
+        }
     }
 
     pub(crate) fn stream(&self) -> Option<&TcpStream> {
@@ -402,6 +468,11 @@ impl ConnTx {
             if out.dead {
                 return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
+            if out.writing {
+                // A batched write holds the head; it wakes the task when it settles.
+                out.wake_when_settled = true;
+                return Poll::Pending;
+            }
             if out.queue.is_empty() {
                 out.queue.clear();
                 out.waiting = false;
@@ -428,6 +499,28 @@ impl ConnTx {
 }
 
 impl Out {
+    /// Writes the queue while the kernel takes it; true when it is empty. Otherwise the
+    /// connection is dead or `waiting` for the socket (its task takes over).
+    fn drain(&mut self, stream: &TcpStream) -> bool {
+        loop {
+            if self.queue.is_empty() {
+                self.queue.clear();
+                return true;
+            }
+            match self.write_to(stream) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.dead = true;
+                    return false;
+                }
+            }
+        }
+        self.waiting = true;
+        false
+    }
+
     /// Offers the kernel up to [`WRITEV_BATCH`] queued frames in one write and drops what it
     /// took; Ok(true) when it took all it was offered.
     fn write_to(&mut self, stream: &TcpStream) -> io::Result<bool> {
