@@ -105,54 +105,104 @@ pub fn flush_staged() {
     });
 }
 
-/// A frame queue that takes one pointer and no allocation while empty (most connections,
-/// most of the time: it fills only under backpressure).
+/// A frame queue that allocates nothing while it holds one frame or none (most connections,
+/// most of the time: a fan-out stages one frame per connection, and more wait only under
+/// backpressure or in a coalescing window).
 #[derive(Default)]
-#[expect(
-    clippy::box_collection,
-    reason = "one pointer instead of a VecDeque's four words in every idle connection"
-)]
-struct Queue(Option<Box<VecDeque<Bytes>>>);
+enum Queue {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(VecDeque<Bytes>),
+}
 
 impl Queue {
     fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|q| q.is_empty())
+        match self {
+            Queue::Empty => true,
+            Queue::One(_) => false,
+            Queue::Many(q) => q.is_empty(),
+        }
     }
 
     fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |q| q.len())
+        match self {
+            Queue::Empty => 0,
+            Queue::One(_) => 1,
+            Queue::Many(q) => q.len(),
+        }
     }
 
     fn push_back(&mut self, bytes: Bytes) {
-        self.0.get_or_insert_default().push_back(bytes);
+        match std::mem::take(self) {
+            Queue::Empty => *self = Queue::One(bytes),
+            Queue::One(first) => {
+                let mut q = VecDeque::with_capacity(4);
+                q.push_back(first);
+                q.push_back(bytes);
+                *self = Queue::Many(q);
+            }
+            Queue::Many(mut q) => {
+                q.push_back(bytes);
+                *self = Queue::Many(q);
+            }
+        }
     }
 
     fn pop_front(&mut self) -> Option<Bytes> {
-        let q = self.0.as_mut()?;
-        let head = q.pop_front();
-        if q.is_empty() {
-            self.0 = None;
+        match self {
+            Queue::Empty => None,
+            Queue::One(_) => match std::mem::take(self) {
+                Queue::One(bytes) => Some(bytes),
+                _ => None,
+            },
+            Queue::Many(q) => {
+                let head = q.pop_front();
+                if q.is_empty() {
+                    *self = Queue::Empty;
+                }
+                head
+            }
         }
-        head
     }
 
     fn front_mut(&mut self) -> Option<&mut Bytes> {
-        self.0.as_mut()?.front_mut()
+        match self {
+            Queue::Empty => None,
+            Queue::One(bytes) => Some(bytes),
+            Queue::Many(q) => q.front_mut(),
+        }
     }
 
     fn truncate(&mut self, len: usize) {
-        if let Some(q) = self.0.as_mut() {
-            q.truncate(len);
+        match self {
+            Queue::Empty => {}
+            Queue::One(_) => {
+                if len == 0 {
+                    *self = Queue::Empty;
+                }
+            }
+            Queue::Many(q) => {
+                q.truncate(len);
+                if q.is_empty() {
+                    *self = Queue::Empty;
+                }
+            }
         }
     }
 
     fn iter(&self) -> impl Iterator<Item = &Bytes> {
-        self.0.iter().flat_map(|q| q.iter())
+        let (one, many) = match self {
+            Queue::Empty => (None, None),
+            Queue::One(bytes) => (Some(bytes), None),
+            Queue::Many(q) => (None, Some(q.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
     }
 
     /// Drops everything and the allocation with it.
     fn clear(&mut self) {
-        self.0 = None;
+        *self = Queue::Empty;
     }
 }
 
@@ -746,5 +796,37 @@ mod tests {
         drop(tx);
         let total = reader.await.expect("reader");
         assert_eq!(total, 7 + pushed * 60_004);
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_holds_one_frame_inline_and_more_in_order() {
+        let mut q = Queue::default();
+        assert!(q.is_empty());
+        q.push_back(Bytes::from_static(b"a"));
+        assert!(matches!(q, Queue::One(_)), "one frame takes no allocation");
+        q.push_back(Bytes::from_static(b"b"));
+        q.push_back(Bytes::from_static(b"c"));
+        assert_eq!(q.len(), 3);
+        assert_eq!(
+            q.iter().map(|b| b.to_vec()).collect::<Vec<_>>(),
+            [b"a", b"b", b"c"]
+        );
+        if let Some(head) = q.front_mut() {
+            head.advance(1);
+        }
+        assert_eq!(q.pop_front().map(|b| b.len()), Some(0));
+        q.truncate(1);
+        assert_eq!(q.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), [b"b"]);
+        assert_eq!(q.pop_front().as_deref(), Some(&b"b"[..]));
+        assert!(matches!(q, Queue::Empty), "emptied, the allocation goes");
+        assert_eq!(q.pop_front(), None);
+        q.push_back(Bytes::from_static(b"x"));
+        q.truncate(0);
+        assert!(q.is_empty());
     }
 }
