@@ -50,6 +50,9 @@ pub struct Settings {
     /// gathers its next comments until then and writes them together, one write per
     /// connection (0: every comment is written at once).
     pub fanout_coalesce_ms: u64,
+    /// Fan-outs write their connections through `io_uring` where the kernel offers it (false:
+    /// one `writev` per connection).
+    pub fanout_io_uring: bool,
     /// Prefix of the Redis channels.
     pub channel_prefix: String,
     /// This instance's name on the bus (default: a random id).
@@ -87,6 +90,7 @@ impl Default for Settings {
             heartbeat_ms: 15_000,
             client_queue_max: 1024,
             fanout_coalesce_ms: 20,
+            fanout_io_uring: true,
             channel_prefix: shared_proto::channels::DEFAULT_CHANNEL_PREFIX.into(),
             instance_id: None,
             workers: 0,

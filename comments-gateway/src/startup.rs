@@ -156,6 +156,7 @@ impl Application {
             background.clone(),
         )
         .coalescing(Duration::from_millis(settings.fanout_coalesce_ms));
+        crate::transport::batch_writes(settings.fanout_io_uring);
         let shared_presence = match &redis_target {
             Some(RedisTarget::Single(url)) => Some(SharedPresence::new(
                 &redis::Client::open(url.as_str()).context("parsing REDIS_URL")?,

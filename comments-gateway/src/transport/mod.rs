@@ -30,6 +30,7 @@ pub use frame::{DecodeError, Decoder, Frame, Incoming};
 pub use server::serve;
 pub use socket::{Closing, ConnTx, flush_staged, staged_len, take_staged, write_staged};
 pub use upgrade::{Acceptor, Upgrader, WS_PATH};
+pub use uring::batch_writes;
 
 /// A connection's id inside this instance.
 pub type ConnId = u64;

@@ -18,6 +18,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use io_uring::{IoUring, opcode, squeue, types};
 
@@ -63,9 +64,20 @@ thread_local! {
     static RING: RefCell<Slot> = const { RefCell::new(Slot::Untried) };
 }
 
+/// False once `FANOUT_IO_URING=false` asked for one write per connection.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns batched writes on or off for the process (`FANOUT_IO_URING`); on by default.
+pub fn batch_writes(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
 /// Writes what `conns` have staged, in batched submissions; false when this thread has no ring
 /// (the caller writes them one by one).
 pub(super) fn write_batch(conns: &[ConnTx]) -> bool {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return false;
+    }
     RING.with(|slot| {
         let Ok(mut slot) = slot.try_borrow_mut() else {
             return false;
@@ -100,10 +112,59 @@ pub(super) fn write_batch(conns: &[ConnTx]) -> bool {
     })
 }
 
+/// Bytes for the probe's send (never read by anyone).
+static PROBE_BYTES: [u8; 4096] = [0; 4096];
+
+/// Whether a send with `MSG_DONTWAIT` to a full socket completes at once with EAGAIN (every
+/// kernel with the `io_uring` features used here does; one that parked it would stall a
+/// fan-out on a reader that does not read). Tried on a full local socket pair.
+fn sends_never_wait(ring: &mut IoUring) -> io::Result<bool> {
+    use std::io::Write;
+    let (full, peer) = std::os::unix::net::UnixStream::pair()?;
+    full.set_nonblocking(true)?;
+    loop {
+        match (&full).write(&PROBE_BYTES) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    let entry = opcode::Send::new(
+        types::Fd(full.as_raw_fd()),
+        PROBE_BYTES.as_ptr(),
+        PROBE_BYTES.len() as u32,
+    )
+    .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    .build();
+    // SAFETY: the entry points at a static buffer and a socket that stays open until the send
+    // has completed (below).
+    if unsafe { ring.submission().push(&entry) }.is_err() {
+        return Ok(false);
+    }
+    let moment = types::Timespec::new().nsec(100_000_000);
+    let waited = ring
+        .submitter()
+        .submit_with_args(1, &types::SubmitArgs::new().timespec(&moment));
+    if let Some(done) = ring.completion().next() {
+        return Ok(waited.is_ok() && done.result() == -libc::EAGAIN);
+    }
+    // Parked: closing the peer ends the send; wait for it before the socket goes.
+    drop(peer);
+    ring.submit_and_wait(1)?;
+    ring.completion().for_each(drop);
+    Ok(false)
+}
+
 impl Ring {
     fn new() -> io::Result<Self> {
+        let mut ring = IoUring::new(RING_ENTRIES)?;
+        if !sends_never_wait(&mut ring)? {
+            return Err(io::Error::other(
+                "this kernel parks a MSG_DONTWAIT send instead of answering EAGAIN",
+            ));
+        }
         Ok(Self {
-            ring: IoUring::new(RING_ENTRIES)?,
+            ring,
             slices: Vec::new(),
             claims: Vec::new(),
             headers: Vec::new(),
@@ -267,6 +328,17 @@ mod tests {
     fn poll_flush_once(tx: &ConnTx) -> Poll<io::Result<()>> {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         tx.poll_flush(&mut cx)
+    }
+
+    #[test]
+    fn the_probe_sees_a_send_to_a_full_socket_answer_at_once() {
+        let Ok(mut ring) = IoUring::new(8) else {
+            eprintln!("this kernel has no io_uring");
+            return;
+        };
+        let started = std::time::Instant::now();
+        assert!(sends_never_wait(&mut ring).expect("probe"));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[tokio::test]
