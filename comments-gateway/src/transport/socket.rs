@@ -134,15 +134,14 @@ impl Queue {
     }
 
     fn push_back(&mut self, bytes: Bytes) {
-        match std::mem::take(self) {
+        match self {
             Queue::Empty => *self = Queue::One(bytes),
-            Queue::One(first) => {
+            Queue::Many(q) => q.push_back(bytes),
+            Queue::One(_) => {
                 let mut q = VecDeque::with_capacity(4);
-                q.push_back(first);
-                q.push_back(bytes);
-                *self = Queue::Many(q);
-            }
-            Queue::Many(mut q) => {
+                if let Queue::One(first) = std::mem::take(self) {
+                    q.push_back(first);
+                }
                 q.push_back(bytes);
                 *self = Queue::Many(q);
             }
@@ -340,7 +339,7 @@ impl ConnTx {
     pub(super) fn flush_now(&self) {
         let Some(stream) = &self.0.stream else { return };
         let mut out = self.lock();
-        if out.dead || out.waiting || out.writing || out.closing.is_some() {
+        if !out.free_to_write() {
             return;
         }
         if out.drain(stream) {
@@ -359,7 +358,7 @@ impl ConnTx {
     pub(super) fn claim(&self, slices: &mut Vec<libc::iovec>) -> Option<usize> {
         self.0.stream.as_ref()?;
         let mut out = self.lock();
-        if out.dead || out.waiting || out.writing || out.closing.is_some() {
+        if !out.free_to_write() {
             return None;
         }
         if out.queue.is_empty() {
@@ -549,6 +548,12 @@ impl ConnTx {
 }
 
 impl Out {
+    /// Whether a sender may write the queue now: not when the connection ends or closes (its
+    /// task writes the rest), waits for room (its task again) or is claimed by a batched write.
+    fn free_to_write(&self) -> bool {
+        !(self.dead || self.waiting || self.writing || self.closing.is_some())
+    }
+
     /// Writes the queue while the kernel takes it; true when it is empty. Otherwise the
     /// connection is dead or `waiting` for the socket (its task takes over).
     fn drain(&mut self, stream: &TcpStream) -> bool {
@@ -611,7 +616,7 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::test_support::{arrived, pair};
+    use crate::transport::test_support::{arrived, bytes_of, pair};
 
     fn metrics() -> GatewayMetrics {
         GatewayMetrics::new(&prometheus::Registry::new())
@@ -641,13 +646,6 @@ mod tests {
         // The clock wraps its u32 after 49 days; gaps still come out right.
         tx.seen(u64::from(u32::MAX) - 5);
         assert_eq!(tx.silent_for(u64::from(u32::MAX) + 10), 15);
-    }
-
-    fn bytes_of(frames: &[&str]) -> Vec<u8> {
-        frames
-            .iter()
-            .flat_map(|t| Frame::text(*t).into_bytes().to_vec())
-            .collect()
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
+use super::Frame;
+
 /// A connected pair on 127.0.0.1: (the server's side, the client's side).
 pub(crate) async fn pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
@@ -29,4 +31,12 @@ pub(crate) async fn arrived(client: &TcpStream, wait: Duration) -> Vec<u8> {
         }
     }
     got
+}
+
+/// The bytes of these text frames, back to back, as the client reads them.
+pub(crate) fn bytes_of(frames: &[&str]) -> Vec<u8> {
+    frames
+        .iter()
+        .flat_map(|t| Frame::text(*t).into_bytes().to_vec())
+        .collect()
 }

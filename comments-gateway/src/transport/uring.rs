@@ -311,18 +311,11 @@ mod tests {
     use super::*;
     use crate::metrics::GatewayMetrics;
     use crate::transport::socket::take_staged;
-    use crate::transport::test_support::{arrived, pair};
+    use crate::transport::test_support::{arrived, bytes_of, pair};
     use crate::transport::{Closing, Frame};
 
     fn metrics() -> GatewayMetrics {
         GatewayMetrics::new(&prometheus::Registry::new())
-    }
-
-    fn bytes_of(frames: &[&str]) -> Vec<u8> {
-        frames
-            .iter()
-            .flat_map(|t| Frame::text(*t).into_bytes().to_vec())
-            .collect()
     }
 
     fn poll_flush_once(tx: &ConnTx) -> Poll<io::Result<()>> {
