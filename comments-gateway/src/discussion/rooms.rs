@@ -10,7 +10,7 @@
 //! only drops a change that arrives after a newer one of the same comment. State sits behind
 //! a `std::sync::Mutex` that is never held across an `.await`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,6 @@ struct Member {
     conn: ConnTx,
     /// Boxed: a room may hold many thousands of members, most of them anonymous.
     user: Option<Box<UserRef>>,
-    /// Until its `subscribed` went out.
-    joining: bool,
 }
 
 /// The last revision delivered per comment and kind, so a change that arrives after a newer
@@ -85,6 +83,9 @@ impl Revisions {
 #[derive(Default)]
 struct Room {
     members: HashMap<ConnId, Member>,
+    /// Members whose `subscribed` has not gone out yet (a set of its own: it is small, and
+    /// every byte of [`Member`] is paid per reader).
+    joining: HashSet<ConnId>,
     readers: LocalReaders,
     revisions: Revisions,
     /// Other instances' readers, by instance; `None` until first read.
@@ -149,8 +150,8 @@ impl Room {
     }
 
     fn push_active(&self, frame: &Frame, metrics: &GatewayMetrics) {
-        for member in self.members.values() {
-            if !member.joining {
+        for (id, member) in &self.members {
+            if !self.joining.contains(id) {
                 member.conn.push(frame.clone(), metrics);
             }
         }
@@ -199,11 +200,13 @@ impl Rooms {
             remote: (!self.shared).then(HashMap::new),
             ..Room::default()
         });
-        entry.members.entry(id).or_insert(Member {
-            conn,
-            user: user.map(Box::new),
-            joining: true,
-        });
+        if let std::collections::hash_map::Entry::Vacant(vacant) = entry.members.entry(id) {
+            vacant.insert(Member {
+                conn,
+                user: user.map(Box::new),
+            });
+            entry.joining.insert(id);
+        }
     }
 
     /// The backlog went out: counts the reader and sends the room's `presence` (at once when
@@ -215,12 +218,11 @@ impl Rooms {
         let Some(entry) = rooms.get_mut(room) else {
             return false;
         };
-        let Some(member) = entry.members.get_mut(&id) else {
+        let Some(member) = entry.members.get(&id) else {
             return false;
         };
         let mut changed = false;
-        if member.joining {
-            member.joining = false;
+        if entry.joining.remove(&id) {
             changed = entry.readers.add(member.user.as_deref(), now_ms);
         }
         if changed {
@@ -254,7 +256,8 @@ impl Rooms {
             return;
         };
         entry.awaiting_first.retain(|c| *c != id);
-        let changed = !member.joining && entry.readers.remove(member.user.as_deref());
+        let was_joining = entry.joining.remove(&id);
+        let changed = !was_joining && entry.readers.remove(member.user.as_deref());
         if entry.members.is_empty() {
             rooms.remove(room);
             if self.shared {
@@ -344,8 +347,8 @@ impl Rooms {
             let everyone = (Frame::batch(pending.iter().map(|(_, f)| f)), pending.len());
             // What a typer gets: the others' typing (built when first needed).
             let mut typers: HashMap<&str, (Frame, usize)> = HashMap::new();
-            for member in entry.members.values() {
-                if member.joining {
+            for (id, member) in &entry.members {
+                if entry.joining.contains(id) {
                     continue;
                 }
                 let user = member.user.as_deref().map(|u| u.id.as_str());
@@ -563,6 +566,11 @@ mod tests {
                 (ChangeKind::Reactions, 3)
             ]
         );
+    }
+
+    #[test]
+    fn a_member_takes_16_bytes() {
+        assert_eq!(std::mem::size_of::<Member>(), 16);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use shared_proto::ws::{CommentDeleted, CommentEdited, Notice, ServerFrame, Serve
 use shared_proto::{Comment, RoomId};
 use tokio::sync::oneshot;
 
-use self::member::Member;
+use self::member::Members;
 use self::ring::{RING_BYTES, RING_COMMENTS, RING_PREFILL, Ring};
 use crate::bus::{BusListener, SharedBus};
 use crate::metrics::GatewayMetrics;
@@ -39,7 +39,7 @@ const FOLLOW_WAIT: Duration = Duration::from_secs(3);
 
 struct Room {
     generation: u64,
-    members: HashMap<ConnId, Member>,
+    members: Members,
     sequencer: Sequencer,
     /// The most recent comments of the live stream, for backlogs without a store read.
     ring: Ring,
@@ -205,7 +205,7 @@ impl Hub {
         let Some(entry) = state.rooms.get_mut(room) else {
             return;
         };
-        entry.members.remove(&id);
+        entry.members.remove(id);
         if entry.members.is_empty() {
             state.rooms.remove(room);
             self.inner.bus.unfollow(room);
@@ -226,7 +226,7 @@ impl Hub {
                 room.clone(),
                 Room {
                     generation,
-                    members: HashMap::new(),
+                    members: Members::default(),
                     sequencer: Sequencer::default(),
                     ring: Ring::new(RING_COMMENTS, RING_BYTES),
                     given_up: 0,
@@ -244,11 +244,7 @@ impl Hub {
         let Some(entry) = state.rooms.get_mut(room) else {
             return rx;
         };
-        entry
-            .members
-            .entry(id)
-            .and_modify(Member::rejoin)
-            .or_insert_with(|| Member::new(conn));
+        entry.members.join(id, conn);
         if entry.sequencer.started() {
             let _ = tx.send(true);
         } else {
@@ -265,7 +261,7 @@ impl Hub {
         let (tx, rx) = oneshot::channel();
         let mut state = self.lock();
         let entry = state.rooms.get_mut(room)?;
-        if !entry.members.contains_key(&id) {
+        if !entry.members.contains(id) {
             return None;
         }
         if entry.sequencer.started() {
@@ -282,7 +278,7 @@ impl Hub {
         self.lock()
             .rooms
             .get(room)
-            .is_some_and(|r| r.members.contains_key(&id))
+            .is_some_and(|r| r.members.contains(id))
     }
 
     /// Ends the joining phase after the backlog went out: `backlog_last` is the seq of its last
@@ -290,25 +286,18 @@ impl Hub {
     /// live comments are not sent to it ahead of the older ones (its next `since` gets them).
     pub fn activate(&self, room: &RoomId, id: ConnId, backlog_last: u64, truncated: bool) {
         let mut state = self.lock();
-        if let Some(member) = state
-            .rooms
-            .get_mut(room)
-            .and_then(|r| r.members.get_mut(&id))
-        {
-            member.activate(backlog_last, truncated, &self.inner.metrics);
+        if let Some(entry) = state.rooms.get_mut(room) {
+            entry
+                .members
+                .activate(id, backlog_last, truncated, &self.inner.metrics);
         }
     }
 
     /// A subscribe that failed: the member goes back to where it was.
     pub fn cancel_join(&self, room: &RoomId, id: ConnId) {
         let mut state = self.lock();
-        if let Some(member) = state
-            .rooms
-            .get_mut(room)
-            .and_then(|r| r.members.get_mut(&id))
-        {
-            let last = member.last_seq();
-            member.activate(last, false, &self.inner.metrics);
+        if let Some(entry) = state.rooms.get_mut(room) {
+            entry.members.cancel_join(id, &self.inner.metrics);
         }
     }
 
@@ -431,8 +420,8 @@ impl Hub {
         match room {
             Some(room) => {
                 if let Some(entry) = state.rooms.get(room) {
-                    for member in entry.members.values() {
-                        member.conn().push(frame.clone(), &self.inner.metrics);
+                    for conn in entry.members.conns() {
+                        conn.push(frame.clone(), &self.inner.metrics);
                     }
                 }
             }
@@ -702,9 +691,7 @@ fn deliver(room: &mut Room, events: Vec<Event>, metrics: &GatewayMetrics) {
     let joining_max = room.joining_max;
     let mut queued = 0;
     for event in &events {
-        for member in room.members.values_mut() {
-            queued += u64::from(member.offer(event, joining_max, metrics));
-        }
+        queued += room.members.offer(event, joining_max, metrics);
     }
     metrics.messages_out.inc_by(queued);
 }

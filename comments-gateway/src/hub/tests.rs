@@ -1,4 +1,4 @@
-use super::member::Member;
+use super::member::Members;
 use crate::metrics::GatewayMetrics;
 
 use crate::transport::ConnTx;
@@ -21,22 +21,23 @@ fn received(conn: &ConnTx) -> Vec<String> {
 fn a_truncated_backlog_gets_no_live_comments_until_the_next_since() {
     let m = metrics();
     let conn = ConnTx::detached(64);
-    let mut member = Member::new(conn.clone());
+    let mut room = Members::default();
+    room.join(1, conn.clone());
     // Live 521 and 522 arrive while the backlog 1..500 (truncated) is read.
-    member.offer(&c(521), 16, &m);
-    member.offer(&c(522), 16, &m);
-    member.activate(500, true, &m);
-    member.offer(&c(523), 16, &m);
+    room.offer(&c(521), 16, &m);
+    room.offer(&c(522), 16, &m);
+    room.activate(1, 500, true, &m);
+    room.offer(&c(523), 16, &m);
     assert!(received(&conn).is_empty(), "nothing ahead of 501..520");
     // An update of a comment it has still goes out.
-    member.offer(&u(400), 16, &m);
+    room.offer(&u(400), 16, &m);
     assert_eq!(received(&conn), ["u400"]);
     // Subscribe again with since=500: backlog 501..523, then only what follows.
-    member.rejoin();
-    member.offer(&c(524), 16, &m);
-    member.activate(523, false, &m);
-    member.offer(&c(525), 16, &m);
-    member.offer(&c(524), 16, &m);
+    room.join(1, conn.clone());
+    room.offer(&c(524), 16, &m);
+    room.activate(1, 523, false, &m);
+    room.offer(&c(525), 16, &m);
+    room.offer(&c(524), 16, &m);
     assert_eq!(received(&conn), ["c524", "c525"]);
 }
 
@@ -44,13 +45,14 @@ fn a_truncated_backlog_gets_no_live_comments_until_the_next_since() {
 fn joining_members_get_only_what_their_backlog_lacks_and_updates_after() {
     let m = metrics();
     let conn = ConnTx::detached(64);
-    let mut member = Member::new(conn.clone());
-    member.offer(&c(10), 16, &m);
-    member.offer(&u(10), 16, &m);
-    member.offer(&c(11), 16, &m);
-    member.offer(&u(11), 16, &m);
-    member.offer(&u(12), 16, &m);
-    member.activate(10, false, &m);
+    let mut room = Members::default();
+    room.join(1, conn.clone());
+    room.offer(&c(10), 16, &m);
+    room.offer(&u(10), 16, &m);
+    room.offer(&c(11), 16, &m);
+    room.offer(&u(11), 16, &m);
+    room.offer(&u(12), 16, &m);
+    room.activate(1, 10, false, &m);
     assert_eq!(received(&conn), ["u10", "c11", "u11"]);
 }
 
@@ -58,11 +60,39 @@ fn joining_members_get_only_what_their_backlog_lacks_and_updates_after() {
 fn a_joining_member_that_holds_too_much_is_closed_as_too_slow() {
     let m = metrics();
     let conn = ConnTx::detached(64);
-    let mut member = Member::new(conn.clone());
+    let mut room = Members::default();
+    room.join(1, conn.clone());
     for seq in 1..=4 {
-        member.offer(&c(seq), 3, &m);
+        room.offer(&c(seq), 3, &m);
     }
     assert!(conn.closing().is_some());
+}
+
+#[test]
+fn held_events_go_with_a_member_that_leaves_or_activates_and_others_are_not_held() {
+    let m = metrics();
+    let joining = ConnTx::detached(64);
+    let active = ConnTx::detached(64);
+    let mut room = Members::default();
+    room.join(1, joining.clone());
+    room.join(2, active.clone());
+    room.activate(2, 0, false, &m);
+    room.offer(&c(1), 16, &m);
+    room.offer(&c(2), 16, &m);
+    assert_eq!(received(&active), ["c1", "c2"]);
+    assert_eq!(room.held_for(1), 2);
+    assert_eq!(room.held_for(2), 0, "an active member holds nothing");
+    room.remove(1);
+    assert_eq!(
+        room.held_for(1),
+        0,
+        "a member that left leaves nothing held"
+    );
+    room.join(1, joining.clone());
+    room.offer(&c(3), 16, &m);
+    room.activate(1, 2, false, &m);
+    assert_eq!(room.held_for(1), 0);
+    assert_eq!(received(&joining), ["c3"]);
 }
 
 mod coalescing {
