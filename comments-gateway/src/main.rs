@@ -2,6 +2,26 @@
 
 use comments_gateway::{Application, Settings};
 
+/// jemalloc: size classes without a per-block header, naturally aligned (tokio's task cells and
+/// I/O registrations are 128-byte aligned: no padding around them, as glibc's memalign leaves).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options: a background thread gives freed pages back to the kernel a second after
+/// they were last used (not 10 s, and not only when the process next allocates, which an idle
+/// gateway seldom does), so what a burst of upgrades or backlogs used does not stay resident.
+/// `_RJEM_MALLOC_CONF` in the environment adds to or overrides these (docs/operations.md).
+// SAFETY: jemalloc reads this symbol (`malloc_conf`, with tikv-jemalloc-sys's `_rjem_` prefix)
+// once, as a NUL-terminated C string; the slice's first word is the pointer to its bytes, which
+// are static, end with NUL and are never written.
+#[expect(
+    unsafe_code,
+    reason = "jemalloc reads its options from an exported C symbol"
+)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: &[u8] =
+    b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let settings = match Settings::load() {
