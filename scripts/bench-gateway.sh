@@ -34,7 +34,9 @@
 #             at 1,000 subs x 100 posts/s and 5,000 x 20/s, RSS per idle subscribed connection at
 #             19,700 connections (3 load processes), for our gateway (embedded; and Redis + the
 #             Mongo-wire test server), Bun and Node `ws` (TABLE_SECS per fan-out, default 10;
-#             TABLE_IDLE=0 skips the idle column; TABLE_REDIS=0 skips the Redis + Mongo row)
+#             TABLE_IDLE=0 skips the idle column, TABLE_FANOUT=0 the fan-out columns;
+#             TABLE_REDIS=0 skips the Redis + Mongo row; TABLE_BEFORE=<older build> adds its row,
+#             TABLE_PEERS="bun node" by default picks the peers)
 #   typing    issue 10: does presence and typing cost anything at 1,000 signed-in subscribers x
 #             100 posts/s? The same fan-out with 0 and with 100 typing users (each sends `typing`
 #             every TYPING_EVERY s, default 1; the server relays one per user and room per 2 s),
@@ -352,17 +354,24 @@ if want table; then
   }
   # TABLE_BEFORE=path: an older gateway build gets a row of its own (before/after in one run);
   # TABLE_PEERS (default "bun node") picks the peers.
-  for who in gateway ${TABLE_BEFORE:+before} ${TABLE_PEERS-bun node}; do
-    case $who in
+  # TABLE_FANOUT=0 skips the fan-out columns (an idle-only comparison).
+  start_who() { # gateway | before | bun | node
+    case $1 in
       gateway) start_gateway gateway ;;
       before) local_gw=$GW_BIN; GW_BIN=$TABLE_BEFORE; start_gateway before; GW_BIN=$local_gw ;;
       bun) start_bun ;;
       node) start_node ;;
     esac
-    tfan "table $who 1000x100" 1000 100
-    tfan "table $who 5000x20" 5000 20
-    stop_pid "$SRV_PID"
-  done
+  }
+  WHO="gateway ${TABLE_BEFORE:+before} ${TABLE_PEERS-bun node}"
+  if [ "${TABLE_FANOUT:-1}" = 1 ]; then
+    for who in $WHO; do
+      start_who "$who"
+      tfan "table $who 1000x100" 1000 100
+      tfan "table $who 5000x20" 5000 20
+      stop_pid "$SRV_PID"
+    done
+  fi
   if [ "${TABLE_REDIS:-1}" = 1 ]; then
     start_redis_mongo
     start_gateway gateway-rm REDIS_URL="$RM_REDIS" MONGO_URL="$RM_MONGO"
@@ -371,9 +380,7 @@ if want table; then
     stop_pid "$SRV_PID"
   fi
   if [ "${TABLE_IDLE:-1}" = 1 ]; then
-    start_gateway gateway; tidle "table gateway idle"; stop_pid "$SRV_PID"
-    start_bun; tidle "table bun idle"; stop_pid "$SRV_PID"
-    start_node; tidle "table node idle"; stop_pid "$SRV_PID"
+    for who in $WHO; do start_who "$who"; tidle "table $who idle"; stop_pid "$SRV_PID"; done
   fi
 fi
 
