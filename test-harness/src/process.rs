@@ -4,12 +4,76 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+/// Ports handed out by [`free_port`]: below the kernel's ephemeral range (32768 and up on
+/// Linux), so no `bind(0)` and no outgoing connection of another process takes one between the
+/// check and the server's own bind.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// How long a reservation holds: longer than any test run; older ones are reused.
+const RESERVATION: Duration = Duration::from_secs(3600);
+
+/// A free TCP port on 127.0.0.1 that no other test process on this machine is handed for an
+/// hour. A port from `bind(0)` can reach two test processes at once (each binds, releases,
+/// then starts a server that takes seconds to bind): the second server then fails to start and
+/// its test talks to the first's, so a SIGSTOP meant for its store stops nothing. Here each
+/// port is reserved with a file created exclusively in a folder all test processes share.
 pub fn free_port() -> u16 {
+    let dir = std::env::temp_dir().join(format!("book-library-test-ports-{}", user_id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let span = u64::from(PORTS.end - PORTS.start);
+    let mut seed = random_u64();
+    for _ in 0..4 * span {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let port = PORTS.start + ((seed >> 33) % span) as u16;
+        if reserve(&dir.join(port.to_string())) && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    // Every reserved port is taken: fall back to one from the kernel.
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Creates the reservation file, or takes over one older than [`RESERVATION`].
+fn reserve(file: &std::path::Path) -> bool {
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(file)
+            .is_ok()
+    };
+    if create() {
+        return true;
+    }
+    let stale = std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age > RESERVATION);
+    stale && std::fs::remove_file(file).is_ok() && create()
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+fn user_id() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "user".to_owned())
 }
 
 /// A server process started through a small shell watchdog that kills it when the test
@@ -90,5 +154,20 @@ pub fn wait_for_port_closed(port: u16, timeout: Duration) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_below_the_ephemeral_range_and_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "{ports:?}");
+        assert!(ports.iter().all(|p| PORTS.contains(p)), "{ports:?}");
     }
 }
