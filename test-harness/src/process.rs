@@ -27,8 +27,7 @@ pub fn free_port() -> u16 {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         let port = PORTS.start + ((seed >> 33) % span) as u16;
-        if reserve(&dir.join(port.to_string())) && TcpListener::bind(("127.0.0.1", port)).is_ok()
-        {
+        if reserve(&dir.join(port.to_string())) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
