@@ -20,13 +20,9 @@ const RESERVATION: Duration = Duration::from_secs(3600);
 pub fn free_port() -> u16 {
     let dir = std::env::temp_dir().join(format!("book-library-test-ports-{}", user_id()));
     let _ = std::fs::create_dir_all(&dir);
-    let span = u64::from(PORTS.end - PORTS.start);
-    let mut seed = random_u64();
+    let span = u128::from(PORTS.end - PORTS.start);
     for _ in 0..4 * span {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let port = PORTS.start + ((seed >> 33) % span) as u16;
+        let port = PORTS.start + (uuid::Uuid::new_v4().as_u128() % span) as u16;
         if reserve(&dir.join(port.to_string())) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -56,19 +52,6 @@ fn reserve(file: &std::path::Path) -> bool {
         .and_then(|at| at.elapsed().ok())
         .is_some_and(|age| age > RESERVATION);
     stale && std::fs::remove_file(file).is_ok() && create()
-}
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.finish()
 }
 
 fn user_id() -> String {
