@@ -5,8 +5,12 @@
 #   scripts/bench-profile.sh mem  [CONNECTIONS]          # valgrind massif: heap bytes per idle connection by site
 #
 # cpu: starts a private gateway (embedded store, POST_BURST=0), drives RATE posts/s (default 100)
-#      into SUBSCRIBERS (default 1000) for 15 s, records 8 s of `perf record` on the gateway and
-#      counts its send/write/fsync/epoll syscalls; prints the share of samples per category.
+#      into SUBSCRIBERS (default 1000) for 15 s, records 5 s of `perf record` on the gateway and
+#      counts its send/write/io_uring/fsync/epoll syscalls for 3 s; prints the share of samples
+#      per category and what it comes to in microseconds per delivery (the load tool's server
+#      CPU per delivery times the share). PROFILE_PEER=bun then does the same to the Bun
+#      baseline (bench/bun-baseline) under the same load, so the two can be laid side by side.
+#      FANOUT_COALESCE_MS and the other gateway settings pass through from the environment.
 # mem: runs the gateway under massif, holds CONNECTIONS (default 2000) idle subscribed
 #      connections, stops it, and prints the peak snapshot's allocation sites with bytes/connection.
 # Output goes to target/bench/profile-*; only 127.0.0.1 is targeted; every step is bounded.
@@ -40,55 +44,88 @@ wait_up() {
   echo "gateway did not come up" >&2; return 1
 }
 
-case "$MODE" in
-cpu)
-  RATE=${2:-100}; SUBS=${3:-1000}
-  "${gw_env[@]}" "$GW" >"$OUT/gateway.log" 2>&1 &
-  GW_PID=$!
-  wait_up 60
-  "$LOAD" run --url "ws://127.0.0.1:$PORT/ws" --token-secret "$SECRET" --server-pid "$GW_PID" \
-    --connections "$SUBS" --posters 10 --rate "$RATE" --duration 15 --anonymous >"$OUT/load.out" 2>&1 &
-  LOAD_PID=$!
+# profile_cpu NAME PID: drives RATE posts/s into SUBS subscribers of the server PID listens
+# for on $PORT, counts its syscalls for 3 s and samples it for 5 s; prints the shares by category
+# and, with the load tool's CPU per delivery, the microseconds per delivery of each.
+profile_cpu() {
+  local name=$1 pid=$2 dir=$OUT/$1 load_pid
+  mkdir -p "$dir"
+  "$LOAD" run --url "ws://127.0.0.1:$PORT/ws" --token-secret "$SECRET" --server-pid "$pid" \
+    --connections "$SUBS" --posters 10 --rate "$RATE" --duration 15 --anonymous >"$dir/load.out" 2>&1 &
+  load_pid=$!
   sleep 5
-  perf stat -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex' \
-    -p "$GW_PID" -o "$OUT/syscalls.txt" -- sleep 3 || true
-  perf record -F 499 -p "$GW_PID" -o "$OUT/perf.data" -- sleep 5 >/dev/null 2>&1 || true
-  echo "threads during the run: $(grep Threads /proc/$GW_PID/status | awk '{print $2}')" | tee "$OUT/threads.txt"
-  wait "$LOAD_PID" || true
-  grep -v '^  \.\.' "$OUT/load.out" | grep -v '^RESULT' || true
-  echo "-- syscalls in 3 s (deliveries in 3 s ~ $((RATE * SUBS * 3))):"
-  grep -E 'syscalls:' "$OUT/syscalls.txt" | awk '{printf "   %12s %s\n", $1, $2}'
-  perf report -i "$OUT/perf.data" --no-children --sort dso,sym -q -g none 2>/dev/null >"$OUT/flat.txt" || true
-  echo "-- samples by category (perf, $OUT/flat.txt):"
-  python3 - "$OUT/flat.txt" <<'PY'
-import re, sys, collections
+  perf stat -e 'syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_futex' \
+    -p "$pid" -o "$dir/syscalls.txt" -- sleep 3 || true
+  perf record -F 499 -p "$pid" -o "$dir/perf.data" -- sleep 5 >/dev/null 2>&1 || true
+  echo "== $name: threads during the run: $(grep Threads "/proc/$pid/status" | awk '{print $2}')" | tee "$dir/threads.txt"
+  wait "$load_pid" || true
+  grep -v '^  \.\.' "$dir/load.out" | grep -v '^RESULT' || true
+  echo "-- $name: syscalls in 3 s (deliveries in 3 s ~ $((RATE * SUBS * 3))):"
+  grep -E 'syscalls:' "$dir/syscalls.txt" | awk '{printf "   %12s %s\n", $1, $2}'
+  perf report -i "$dir/perf.data" --no-children --sort dso,sym -q -g none 2>/dev/null >"$dir/flat.txt" || true
+  echo "-- $name: samples by category ($dir/flat.txt), us per delivery from the load tool's server CPU:"
+  python3 - "$dir/flat.txt" "$dir/load.out" <<'PY'
+import json, re, sys, collections
 cats = [
  ('kernel: TCP send + loopback receive', r'\[k\].*(tcp|inet|ip_|skb|dst_|sock|__dev|netif|napi|copy_from|copy_to|lock_timer|mod_timer|_raw_spin|loopback|nf_|kfree|kmem|kmalloc|slab|memcg|release_sock|lock_sock|__alloc|page)'),
  ('kernel: epoll / wakeups / scheduler', r'\[k\].*(ep_|epoll|wake|sched|schedule|futex|select_task|enqueue|dequeue|update_|pick_|switch)'),
- ('kernel: syscall entry, fs, other', r'\[k\]'),
+ ('kernel: syscall entry, io_uring, fs, other', r'\[k\]'),
  ('tokio Notify / CancellationToken re-arming', r'(notify::|Notified|cancellation_token|WaitForCancellation)'),
  ('tokio mpsc + semaphores (queue hops)', r'(mpsc|batch_semaphore|Semaphore|make_acquire_future|PollSender)'),
  ('tokio task wake / schedule / io driver', r'(waker|task::|scheduler|AtomicWaker|runtime::io|Registration|runtime::time|park|driver)'),
  ('actix-http dispatcher + ws codec', r'(actix|ws::codec|Codec|h1::|dispatcher)'),
  ('redb (embedded store)', r'redb'),
  ('serde / JSON', r'(serde|json)'),
- ('malloc / free / memcpy', r'(malloc|_int_free|free|memmove|memcpy|cfree|realloc|memset)'),
+ ('malloc / free / memcpy', r'(malloc|_int_free|free|memmove|memcpy|cfree|realloc|memset|je_|_rjem)'),
  ('gateway code', r'comments_gateway'),
 ]
-tot = collections.Counter(); top = collections.defaultdict(list)
+per = None
+for line in open(sys.argv[2]):
+    if line.startswith('RESULT '):
+        try:
+            per = json.loads(line[7:]).get('server_cpu_us_per_delivery')
+        except ValueError:
+            pass
+tot = collections.Counter(); top = collections.defaultdict(list); kernel = 0.0; total = 0.0
 for line in open(sys.argv[1]):
     m = re.match(r'\s*([\d.]+)%\s+(\S+)\s+(.*)', line)
     if not m: continue
     pct, sym = float(m.group(1)), m.group(3)
+    total += pct
+    if sym.startswith('[k]'): kernel += pct
     for name, pat in cats:
         if re.search(pat, sym):
             tot[name] += pct; top[name].append((pct, sym)); break
     else:
-        tot['other'] += pct; top['other'].append((pct, sym))
+        tot['other user space'] += pct; top['other user space'].append((pct, sym))
+def us(v):
+    return f"{per * v / 100:5.2f} us" if per else "   ? us"
 for name, v in tot.most_common():
     best = ', '.join(s[4:60] for _, s in sorted(top[name], reverse=True)[:2])
-    print(f"   {v:5.1f}%  {name:<44} {best}")
+    print(f"   {v:5.1f}% {us(v)}  {name:<44} {best}")
+print(f"   kernel {kernel:.1f}% ({us(kernel).strip()}), user space {total - kernel:.1f}% ({us(total - kernel).strip()}); "
+      f"server CPU per delivery {per if per is None else round(per, 2)} us")
 PY
+}
+
+case "$MODE" in
+cpu)
+  RATE=${2:-100}; SUBS=${3:-1000}
+  "${gw_env[@]}" "$GW" >"$OUT/gateway.log" 2>&1 &
+  GW_PID=$!
+  wait_up 60
+  profile_cpu gateway "$GW_PID"
+  # PROFILE_PEER=bun: the Bun baseline (bench/bun-baseline) under the same load, right after.
+  if [ "${PROFILE_PEER:-}" = bun ]; then
+    kill -TERM "$GW_PID" 2>/dev/null || true
+    wait "$GW_PID" 2>/dev/null || true
+    BUN_BIN=bench/bun-baseline/node_modules/@oven/bun-linux-x64/bin/bun
+    [ -x "$BUN_BIN" ] || (cd bench/bun-baseline && npm ci --no-audit --no-fund >"$OUT/npm-bun.log" 2>&1)
+    PORT=$PORT AUTH_TOKEN_SECRET="$SECRET" "$BUN_BIN" bench/bun-baseline/server.js >"$OUT/bun.log" 2>&1 &
+    GW_PID=$!
+    wait_up 30
+    profile_cpu bun "$GW_PID"
+  fi
   ;;
 mem)
   CONNS=${2:-2000}
