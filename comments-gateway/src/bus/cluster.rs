@@ -169,28 +169,57 @@ async fn cluster_ok(conn: &mut ClusterConnection) -> bool {
     }
 }
 
-/// The id of this client's connection on every master (`CLIENT ID` runs on the very connection
-/// that holds the subscriptions); None while some master does not answer.
-async fn master_connection_ids(conn: &mut ClusterConnection) -> Option<HashMap<String, i64>> {
-    let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+/// Who this client's connection on every master is: the master's `run_id` (new at each start of
+/// the server) and the connection's `CLIENT ID` (which a restarted master hands out from 1 again,
+/// so an id alone can repeat the one before the restart). `CLIENT ID` runs on the very
+/// connection that holds the subscriptions. None while some master does not answer.
+async fn master_connection_ids(
+    conn: &mut ClusterConnection,
+) -> Option<HashMap<String, MasterConnection>> {
+    let routing = || RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
     let mut id = redis::cmd("CLIENT");
     id.arg("ID");
-    let reply = tokio::time::timeout(REDIS_DEADLINE, conn.route_command(id, routing))
+    let mut info = redis::cmd("INFO");
+    info.arg("server");
+    let ids = tokio::time::timeout(REDIS_DEADLINE, conn.route_command(id, routing()))
         .await
         .ok()?
         .ok()?;
-    let Value::Map(entries) = reply else {
+    let runs = tokio::time::timeout(REDIS_DEADLINE, conn.route_command(info, routing()))
+        .await
+        .ok()?
+        .ok()?;
+    let (Value::Map(ids), Value::Map(runs)) = (ids, runs) else {
         return None;
     };
-    let mut ids = HashMap::new();
-    for (address, id) in entries {
+    let mut run_ids = HashMap::new();
+    for (address, info) in runs {
+        let address = redis::from_redis_value::<String>(address).ok()?;
+        let info = redis::from_redis_value::<String>(info).ok()?;
+        let run_id = info
+            .lines()
+            .find_map(|line| line.strip_prefix("run_id:"))?
+            .trim()
+            .to_owned();
+        run_ids.insert(address, run_id);
+    }
+    let mut masters = HashMap::new();
+    for (address, id) in ids {
         let address = redis::from_redis_value::<String>(address).ok()?;
         let Value::Int(id) = id else {
             return None;
         };
-        ids.insert(address, id);
+        let run_id = run_ids.remove(&address)?;
+        masters.insert(address, MasterConnection { run_id, id });
     }
-    Some(ids)
+    Some(masters)
+}
+
+/// This client's connection on one master, as [`master_connection_ids`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MasterConnection {
+    run_id: String,
+    id: i64,
 }
 
 /// The id of this client's connection on the master that owns `channel`'s slot.
@@ -221,9 +250,9 @@ struct Subscriptions {
     /// Rooms whose follow was confirmed while their shard could not subscribe: they catch up
     /// once subscribed.
     missed: HashSet<RoomId>,
-    /// Last seen id of this client's connection on each master: a new id means the master (or
-    /// the connection to it) restarted and its subscriptions are gone.
-    masters: HashMap<String, i64>,
+    /// Last seen connection of this client on each master: a new one (another id, or the
+    /// same id from a restarted master) means its subscriptions there are gone.
+    masters: HashMap<String, MasterConnection>,
     /// The notice channel is subscribed.
     notice: bool,
 }
@@ -385,8 +414,8 @@ impl ClusterDriver {
         };
         let renewed: HashSet<i64> = ids
             .iter()
-            .filter(|(address, id)| subs.masters.get(*address) != Some(*id))
-            .map(|(_, id)| *id)
+            .filter(|(address, now)| subs.masters.get(*address) != Some(*now))
+            .map(|(_, now)| now.id)
             .collect();
         let first_look = subs.masters.is_empty();
         subs.masters = ids;
@@ -594,6 +623,53 @@ mod tests {
         )
         .expect("valid seeds")
         .0
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_master_is_a_new_run_whatever_connection_id_it_hands_out() {
+        let mut cluster = test_harness::RedisCluster::start(3);
+        let seeds: Vec<String> = cluster
+            .seed_nodes()
+            .split(',')
+            .map(|a| format!("redis://{a}"))
+            .collect();
+        let metrics = GatewayMetrics::new(&prometheus::Registry::new());
+        let (_bus, driver) =
+            ClusterBus::new(&seeds, Channels::default(), "me".into(), metrics).expect("seeds");
+        let (mut conn, _publisher) = driver.connect().await.expect("connects");
+        let before = master_connection_ids(&mut conn)
+            .await
+            .expect("every master");
+        assert_eq!(before.len(), 3);
+        assert!(before.values().all(|m| m.run_id.len() == 40), "{before:?}");
+        assert_eq!(
+            master_connection_ids(&mut conn).await.expect("again"),
+            before,
+            "nothing restarted: the same connections"
+        );
+        cluster.restart_node(1);
+        let started = std::time::Instant::now();
+        let after = loop {
+            let _ = redis::cmd("PING").query_async::<Value>(&mut conn).await;
+            if let Some(after) = master_connection_ids(&mut conn).await {
+                break after;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "masters answer"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let renewed: Vec<_> = after
+            .iter()
+            .filter(|(address, now)| before.get(*address) != Some(*now))
+            .collect();
+        assert_eq!(renewed.len(), 1, "only the restarted master: {renewed:?}");
+        let (address, now) = renewed[0];
+        assert_ne!(
+            before[address].run_id, now.run_id,
+            "a new run of the server"
+        );
     }
 
     #[tokio::test]
