@@ -628,11 +628,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restarted_master_is_a_new_run_whatever_connection_id_it_hands_out() {
         let mut cluster = test_harness::RedisCluster::start(3);
-        let seeds: Vec<String> = cluster
-            .seed_nodes()
-            .split(',')
-            .map(|a| format!("redis://{a}"))
-            .collect();
+        let seeds = cluster.node_urls();
         let metrics = GatewayMetrics::new(&prometheus::Registry::new());
         let (_bus, driver) =
             ClusterBus::new(&seeds, Channels::default(), "me".into(), metrics).expect("seeds");
